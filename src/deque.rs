@@ -1,0 +1,484 @@
+//! [`SharedDeque<T>`]: typed messages over a [`RawDeque`]. Values are encoded (see `codec`) before the lock
+//! is taken and copied into a slot under it; pops decode straight from the slot while the lock is held, so a
+//! message that does not decode is still removed exactly once and comes back as raw bytes in
+//! [`PopError::Decode`].
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec;
+use crate::err::{Error, PopError, PushError};
+use crate::raw::{End, Producer, RawDeque, RawLockGuard, Wait, wait_for};
+use crate::{Config, Stats};
+
+/// A bounded deque of `T` values in a named shared-memory segment, usable from many threads and processes.
+///
+/// Built by [`Builder::open`](crate::Builder::open). Operations come in triples: `try_x` returns at once,
+/// `x` blocks, `x_timeout` blocks up to a duration. Every failed push hands the value back.
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Debug, PartialEq)]
+/// struct Job { id: u32, path: String }
+///
+/// # let name = format!("doc-typed-{}", std::process::id());
+/// let q = shmdeque::Builder::new(&name).capacity(16).slot_size(256).open::<Job>()?;
+/// q.push_back(Job { id: 1, path: "/a".into() })?;
+/// q.push_front(Job { id: 0, path: "/urgent".into() })?;
+/// assert_eq!(q.pop_front()?.id, 0);
+/// assert_eq!(q.try_pop_back()?, Job { id: 1, path: "/a".into() });
+/// assert!(q.try_pop_front().unwrap_err().is_empty());
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SharedDeque<T> {
+    raw: RawDeque,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> std::fmt::Debug for SharedDeque<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedDeque").field(&self.raw).finish()
+    }
+}
+
+fn decode_popped<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PopError> {
+    codec::decode(bytes).map_err(|reason| PopError::Decode { bytes: bytes.to_vec(), reason })
+}
+
+impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
+    pub(crate) fn attach(cfg: &Config) -> Result<Self, Error> {
+        Ok(SharedDeque { raw: RawDeque::attach(cfg)?, _type: PhantomData })
+    }
+
+    /// The byte-level deque underneath, for raw and in-place operations on the same segment.
+    pub fn as_raw(&self) -> &RawDeque {
+        &self.raw
+    }
+
+    fn push(&self, end: End, value: T, wait: Wait) -> Result<(), PushError<T>> {
+        let r = codec::with_encoded(&value, |bytes| {
+            self.raw.push_with(end, bytes.len(), |slot| slot.copy_from_slice(bytes), wait)
+        });
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.map(|()| value)),
+            Err(reason) => Err(PushError::Encode { value, reason }),
+        }
+    }
+
+    fn pop(&self, end: End, wait: Wait) -> Result<T, PopError> {
+        self.raw.pop_with(end, decode_popped, wait)?
+    }
+
+    /// Pushes `value` at the back without waiting.
+    ///
+    /// # Errors
+    /// [`PushError::Full`], [`PushError::Closed`], [`PushError::TooLarge`] (encoded size over
+    /// [`max_message_len`](Self::max_message_len)), [`PushError::Encode`]; each hands `value` back.
+    pub fn try_push_back(&self, value: T) -> Result<(), PushError<T>> {
+        self.push(End::Back, value, Wait::Now)
+    }
+
+    /// Pushes `value` at the back, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// As [`try_push_back`](Self::try_push_back), except `Full`.
+    pub fn push_back(&self, value: T) -> Result<(), PushError<T>> {
+        self.push(End::Back, value, Wait::Forever)
+    }
+
+    /// Pushes `value` at the back, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`try_push_back`](Self::try_push_back), with [`PushError::Timeout`] in place of `Full`.
+    pub fn push_back_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        self.push(End::Back, value, Wait::timeout(timeout))
+    }
+
+    /// Pushes `value` at the front without waiting.
+    ///
+    /// # Errors
+    /// As [`try_push_back`](Self::try_push_back).
+    pub fn try_push_front(&self, value: T) -> Result<(), PushError<T>> {
+        self.push(End::Front, value, Wait::Now)
+    }
+
+    /// Pushes `value` at the front, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// As [`push_back`](Self::push_back).
+    pub fn push_front(&self, value: T) -> Result<(), PushError<T>> {
+        self.push(End::Front, value, Wait::Forever)
+    }
+
+    /// Pushes `value` at the front, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`push_back_timeout`](Self::push_back_timeout).
+    pub fn push_front_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        self.push(End::Front, value, Wait::timeout(timeout))
+    }
+
+    /// Removes the front value without waiting.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`], [`PopError::Closed`] once closed and drained, [`PopError::Decode`] with the
+    /// message's bytes if it is not a `T` (the message is removed).
+    pub fn try_pop_front(&self) -> Result<T, PopError> {
+        self.pop(End::Front, Wait::Now)
+    }
+
+    /// Removes the front value, waiting for one as long as it takes.
+    ///
+    /// # Errors
+    /// As [`try_pop_front`](Self::try_pop_front), except `Empty`.
+    pub fn pop_front(&self) -> Result<T, PopError> {
+        self.pop(End::Front, Wait::Forever)
+    }
+
+    /// Removes the front value, waiting for one up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`try_pop_front`](Self::try_pop_front), with [`PopError::Timeout`] in place of `Empty`.
+    pub fn pop_front_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+        self.pop(End::Front, Wait::timeout(timeout))
+    }
+
+    /// Removes the back value without waiting.
+    ///
+    /// # Errors
+    /// As [`try_pop_front`](Self::try_pop_front).
+    pub fn try_pop_back(&self) -> Result<T, PopError> {
+        self.pop(End::Back, Wait::Now)
+    }
+
+    /// Removes the back value, waiting for one as long as it takes.
+    ///
+    /// # Errors
+    /// As [`pop_front`](Self::pop_front).
+    pub fn pop_back(&self) -> Result<T, PopError> {
+        self.pop(End::Back, Wait::Forever)
+    }
+
+    /// Removes the back value, waiting for one up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`pop_front_timeout`](Self::pop_front_timeout).
+    pub fn pop_back_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+        self.pop(End::Back, Wait::timeout(timeout))
+    }
+
+    fn push_many(&self, end: End, values: &[T], wait: Wait) -> Result<usize, PushError<usize>> {
+        // Encode everything before taking the lock, so the critical section is only copies.
+        let mut buf = Vec::new();
+        let mut ends = Vec::with_capacity(values.len());
+        for v in values {
+            codec::encode_into(v, &mut buf).map_err(|reason| PushError::Encode { value: 0, reason })?;
+            ends.push(buf.len());
+        }
+        let msg = |i: usize| &buf[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+        self.raw.push_many_with(end, values.len(), msg, wait)
+    }
+
+    /// Pushes as many of `values` at the back as there is room for, under one lock acquisition, without
+    /// waiting; returns how many (the rest are still the caller's).
+    ///
+    /// # Errors
+    /// [`PushError::Full`]`(0)` if none fit; [`PushError::TooLarge`] or [`PushError::Encode`] (nothing
+    /// pushed); [`PushError::Closed`]. The value carried is the number pushed before the error.
+    pub fn try_push_back_many(&self, values: &[T]) -> Result<usize, PushError<usize>> {
+        self.push_many(End::Back, values, Wait::Now)
+    }
+
+    /// Pushes all of `values` at the back in order, taking the lock once per stretch of free room.
+    ///
+    /// # Errors
+    /// As [`try_push_back_many`](Self::try_push_back_many), except `Full`.
+    pub fn push_back_many(&self, values: &[T]) -> Result<usize, PushError<usize>> {
+        self.push_many(End::Back, values, Wait::Forever)
+    }
+
+    /// As [`push_back_many`](Self::push_back_many), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`push_back_many`](Self::push_back_many), plus [`PushError::Timeout`] with the count pushed.
+    pub fn push_back_many_timeout(&self, values: &[T], timeout: Duration) -> Result<usize, PushError<usize>> {
+        self.push_many(End::Back, values, Wait::timeout(timeout))
+    }
+
+    /// Pushes `values` one after another at the front (the last ends up frontmost), waiting as `timeout`
+    /// says (`None`: as long as it takes; `Some(Duration::ZERO)`: push what fits now).
+    ///
+    /// # Errors
+    /// As [`push_back_many_timeout`](Self::push_back_many_timeout).
+    pub fn push_front_many(&self, values: &[T], timeout: Option<Duration>) -> Result<usize, PushError<usize>> {
+        self.push_many(End::Front, values, wait_for(timeout))
+    }
+
+    fn pop_many(&self, end: End, max: usize, out: &mut Vec<T>, wait: Wait) -> Result<usize, PopError> {
+        self.raw.pop_many_with(end, max, |b| decode_popped(b).map(|v| out.push(v)), wait)
+    }
+
+    /// Removes up to `max` values from the front under one lock acquisition, without waiting, appending
+    /// them to `out`; returns how many.
+    ///
+    /// # Errors
+    /// As [`try_pop_front`](Self::try_pop_front). On `Decode`, the values before the bad message are in
+    /// `out` and the batch stops after it.
+    pub fn try_pop_front_many(&self, max: usize, out: &mut Vec<T>) -> Result<usize, PopError> {
+        self.pop_many(End::Front, max, out, Wait::Now)
+    }
+
+    /// Removes up to `max` values from the front, waiting for at least one.
+    ///
+    /// # Errors
+    /// As [`try_pop_front_many`](Self::try_pop_front_many), except `Empty`.
+    pub fn pop_front_many(&self, max: usize, out: &mut Vec<T>) -> Result<usize, PopError> {
+        self.pop_many(End::Front, max, out, Wait::Forever)
+    }
+
+    /// As [`pop_front_many`](Self::pop_front_many), waiting up to `timeout` for the first value.
+    ///
+    /// # Errors
+    /// As [`pop_front_many`](Self::pop_front_many), plus [`PopError::Timeout`].
+    pub fn pop_front_many_timeout(&self, max: usize, out: &mut Vec<T>, timeout: Duration) -> Result<usize, PopError> {
+        self.pop_many(End::Front, max, out, Wait::timeout(timeout))
+    }
+
+    /// Removes up to `max` values from the back (back-most first), waiting for the first as `timeout` says.
+    ///
+    /// # Errors
+    /// As [`pop_front_many_timeout`](Self::pop_front_many_timeout).
+    pub fn pop_back_many(&self, max: usize, out: &mut Vec<T>, timeout: Option<Duration>) -> Result<usize, PopError> {
+        self.pop_many(End::Back, max, out, wait_for(timeout))
+    }
+
+    /// A copy of the front value, leaving it in place.
+    ///
+    /// # Errors
+    /// [`PopError::Decode`] if it is not a `T` (it stays in the deque); [`PopError::Failed`].
+    pub fn peek_front(&self) -> Result<Option<T>, PopError> {
+        self.lock()?.front()
+    }
+
+    /// A copy of the back value, leaving it in place.
+    ///
+    /// # Errors
+    /// As [`peek_front`](Self::peek_front).
+    pub fn peek_back(&self) -> Result<Option<T>, PopError> {
+        self.lock()?.back()
+    }
+
+    /// Takes the deque's lock; see [`RawDeque::lock`].
+    ///
+    /// # Errors
+    /// As [`RawDeque::lock`].
+    pub fn lock(&self) -> Result<LockGuard<'_, T>, Error> {
+        Ok(LockGuard { raw: self.raw.lock()?, _type: PhantomData })
+    }
+
+    /// Number of values now in the deque (a snapshot).
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the deque is empty (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// Whether the deque is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.raw.is_full()
+    }
+
+    /// How many values the deque holds at most.
+    pub fn capacity(&self) -> usize {
+        self.raw.capacity()
+    }
+
+    /// Size of one slot in bytes.
+    pub fn slot_size(&self) -> usize {
+        self.raw.slot_size()
+    }
+
+    /// The largest encoded value, in bytes, that fits in a slot.
+    pub fn max_message_len(&self) -> usize {
+        self.raw.max_message_len()
+    }
+
+    /// The deque's name.
+    pub fn name(&self) -> &str {
+        self.raw.name()
+    }
+
+    /// Removes every value; returns how many there were.
+    ///
+    /// # Errors
+    /// As [`RawDeque::clear`].
+    pub fn clear(&self) -> Result<usize, Error> {
+        self.raw.clear()
+    }
+
+    /// Closes the deque; see [`RawDeque::close`].
+    ///
+    /// # Errors
+    /// As [`RawDeque::close`].
+    pub fn close(&self) -> Result<(), Error> {
+        self.raw.close()
+    }
+
+    /// Whether the deque has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.raw.is_closed()
+    }
+
+    /// Counters and state; see [`RawDeque::stats`].
+    ///
+    /// # Errors
+    /// As [`RawDeque::stats`].
+    pub fn stats(&self) -> Result<Stats, Error> {
+        self.raw.stats()
+    }
+
+    /// Registers this process as a producer; see [`RawDeque::register_producer`].
+    ///
+    /// # Errors
+    /// As [`RawDeque::register_producer`].
+    pub fn register_producer(&self) -> Result<Producer<'_>, Error> {
+        self.raw.register_producer()
+    }
+}
+
+/// The lock of a [`SharedDeque`], held; typed counterpart of [`RawLockGuard`].
+///
+/// ```
+/// # let name = format!("doc-tguard-{}", std::process::id());
+/// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(64).open::<u64>()?;
+/// q.push_back_many(&[1, 2, 3])?;
+/// let g = q.lock()?;
+/// let sum: u64 = g.iter().map(|v| v.unwrap()).sum();
+/// assert_eq!((sum, g.len()), (6, 3));
+/// # drop(g);
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct LockGuard<'a, T> {
+    raw: RawLockGuard<'a>,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
+    /// The raw guard underneath.
+    pub fn as_raw(&mut self) -> &mut RawLockGuard<'a> {
+        &mut self.raw
+    }
+
+    /// Number of values in the deque.
+    pub fn len(&self) -> usize {
+        self.raw.len()
+    }
+
+    /// Whether the deque is empty.
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// A copy of the value at `index` from the front.
+    ///
+    /// # Errors
+    /// [`PopError::Decode`] if it is not a `T` (it stays in place), [`PopError::Failed`] if corrupted.
+    pub fn get(&self, index: usize) -> Result<Option<T>, PopError> {
+        self.raw.get(index)?.map(decode_popped).transpose()
+    }
+
+    /// A copy of the front value.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn front(&self) -> Result<Option<T>, PopError> {
+        self.get(0)
+    }
+
+    /// A copy of the back value.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn back(&self) -> Result<Option<T>, PopError> {
+        match self.len() {
+            0 => Ok(None),
+            n => self.get(n - 1),
+        }
+    }
+
+    /// Decoded copies of the values front to back, without removing them.
+    pub fn iter(&self) -> impl Iterator<Item = Result<T, PopError>> + '_ {
+        self.raw.iter().map(|m| decode_popped(m?))
+    }
+
+    /// Pushes at the back if there is room.
+    ///
+    /// # Errors
+    /// As [`SharedDeque::try_push_back`].
+    pub fn try_push_back(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.push(End::Back, value)
+    }
+
+    /// Pushes at the front if there is room.
+    ///
+    /// # Errors
+    /// As [`SharedDeque::try_push_front`].
+    pub fn try_push_front(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.push(End::Front, value)
+    }
+
+    fn push(&mut self, end: End, value: T) -> Result<(), PushError<T>> {
+        let raw = &mut self.raw;
+        let r = codec::with_encoded(&value, |bytes| {
+            match end {
+                End::Back => raw.try_push_back(bytes),
+                End::Front => raw.try_push_front(bytes),
+            }
+            .map_err(|e| e.map(|_| ()))
+        });
+        match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.map(|()| value)),
+            Err(reason) => Err(PushError::Encode { value, reason }),
+        }
+    }
+
+    /// Removes the front value if there is one.
+    ///
+    /// # Errors
+    /// As [`SharedDeque::try_pop_front`].
+    pub fn try_pop_front(&mut self) -> Result<T, PopError> {
+        self.raw.pop(End::Front, decode_popped)?
+    }
+
+    /// Removes the back value if there is one.
+    ///
+    /// # Errors
+    /// As [`SharedDeque::try_pop_back`].
+    pub fn try_pop_back(&mut self) -> Result<T, PopError> {
+        self.raw.pop(End::Back, decode_popped)?
+    }
+
+    /// Removes every value; returns how many there were.
+    ///
+    /// # Errors
+    /// As [`RawLockGuard::clear`].
+    pub fn clear(&mut self) -> Result<usize, Error> {
+        self.raw.clear()
+    }
+
+    /// Closes the deque.
+    pub fn close(&mut self) {
+        self.raw.close()
+    }
+}

@@ -1,0 +1,315 @@
+//! Every error the crate returns.
+//!
+//! There are three families, after crossbeam-channel's split of errors by operation:
+//!
+//! * [`Error`]: opening, creating, removing and inspecting a deque, and the failures that any operation can
+//!   run into (a corrupted segment, an OS error).
+//! * [`PushError<T>`]: a push that did not happen. It always hands the message back, so nothing the caller
+//!   still owns is lost.
+//! * [`PopError`]: a pop that returned no message. When a message was removed but could not be decoded as the
+//!   requested type, its raw bytes come back in [`PopError::Decode`] rather than being dropped.
+//!
+//! Each variant's documentation says what happened and what the caller can do about it.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// Errors from opening, creating, removing or inspecting a deque, and failures shared by all operations.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No deque with this name exists. Create it first, or open with [`CreateMode::OpenOrCreate`].
+    ///
+    /// [`CreateMode::OpenOrCreate`]: crate::CreateMode::OpenOrCreate
+    #[error("deque '{name}' does not exist; create it first or open it with open-or-create")]
+    NotFound {
+        /// The name that was looked up.
+        name: String,
+    },
+
+    /// A segment with this name already exists. Open it instead, or remove it with [`remove`](crate::remove).
+    #[error("deque '{name}' already exists; open it instead, or remove it first")]
+    AlreadyExists {
+        /// The name that was taken.
+        name: String,
+    },
+
+    /// The name cannot be used for a shared-memory segment.
+    #[error("invalid deque name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given (lossily converted if it was not UTF-8).
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// A builder setting is out of range (zero capacity, a slot too small to hold a length, a segment whose
+    /// size overflows).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// The segment exists but is not a shmdeque segment (its magic number is wrong).
+    #[error("'{name}' is not a shmdeque segment (wrong magic number); pick another name or remove it")]
+    NotADeque {
+        /// The segment's name.
+        name: String,
+    },
+
+    /// The segment was created by a version of shmdeque with another segment layout.
+    #[error(
+        "deque '{name}' uses segment layout version {found}, this build understands version {expected}; \
+         use a matching shmdeque build or remove and recreate the deque"
+    )]
+    VersionMismatch {
+        /// The segment's name.
+        name: String,
+        /// The layout version found in the segment.
+        found: u32,
+        /// The layout version this build writes and reads.
+        expected: u32,
+    },
+
+    /// The deque exists with another capacity or slot size than the one explicitly requested.
+    #[error(
+        "deque '{name}' exists with capacity {capacity} and slot size {slot_size}, \
+         but capacity {requested_capacity} and slot size {requested_slot_size} were requested; \
+         drop the explicit sizes to use it as it is, or remove it first"
+    )]
+    GeometryMismatch {
+        /// The segment's name.
+        name: String,
+        /// The existing capacity.
+        capacity: u32,
+        /// The existing slot size.
+        slot_size: u32,
+        /// The capacity that was asked for.
+        requested_capacity: u32,
+        /// The slot size that was asked for.
+        requested_slot_size: u32,
+    },
+
+    /// The segment is still being initialized by its creator after the open timeout.
+    #[error(
+        "deque '{name}' was still being created after {waited:?}; \
+         retry, raise the open timeout, or remove it if its creator is stuck"
+    )]
+    NotReady {
+        /// The segment's name.
+        name: String,
+        /// How long the opener waited.
+        waited: Duration,
+    },
+
+    /// The process that was creating the segment died before finishing; nobody can use it as it is.
+    #[error(
+        "deque '{name}' was abandoned half-created by process {pid}; \
+         remove it (`shmdeque remove {name}`) or open it with open-or-create to take it over"
+    )]
+    Abandoned {
+        /// The segment's name.
+        name: String,
+        /// The creator's process id, or 0 when the creator died before recording it.
+        pid: u32,
+    },
+
+    /// There is not enough free memory in the shared-memory file system for the segment.
+    #[error(
+        "not enough space in /dev/shm for deque '{name}' ({bytes} bytes needed); \
+         free space there or choose a smaller capacity or slot size"
+    )]
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The segment size that could not be reserved.
+        bytes: u64,
+    },
+
+    /// The segment belongs to another user or its mode forbids this process to use it.
+    #[error("permission denied for deque '{name}'; run as its owner or create it with a wider --mode")]
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+    },
+
+    /// The segment's contents break an invariant (an index or a length out of range). The segment was
+    /// overwritten by something other than shmdeque; its messages can no longer be trusted.
+    #[error("deque '{name}' is corrupted: {what}; remove it and create it again")]
+    Corrupted {
+        /// The segment's name.
+        name: String,
+        /// Which invariant was broken.
+        what: String,
+    },
+
+    /// The calling thread already holds this deque's lock (through a [`LockGuard`](crate::LockGuard) or
+    /// [`RawLockGuard`](crate::RawLockGuard)); use that guard's methods, or drop it first.
+    #[error("this thread already holds the lock of deque '{name}'; use the guard's methods or drop it first")]
+    AlreadyLocked {
+        /// The segment's name.
+        name: String,
+    },
+
+    /// Every producer slot in the header is taken by a live process.
+    #[error("deque '{name}' already has {max} registered producers; wait for one to leave")]
+    TooManyProducers {
+        /// The segment's name.
+        name: String,
+        /// How many producers a deque can register.
+        max: usize,
+    },
+
+    /// A system call failed for a reason not covered above.
+    #[error("{op} failed for deque '{name}': {source}")]
+    Os {
+        /// The segment's name.
+        name: String,
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a push did not happen. Every variant hands the message back.
+#[derive(thiserror::Error)]
+pub enum PushError<T> {
+    /// The deque is full (only from `try_push_*`). Retry later or use a blocking push.
+    #[error("the deque is full")]
+    Full(T),
+    /// The deque stayed full until the timeout (only from `push_*_timeout`).
+    #[error("timed out waiting for room in the deque")]
+    Timeout(T),
+    /// The deque is closed; no more messages can be pushed.
+    #[error("the deque is closed")]
+    Closed(T),
+    /// The encoded message is larger than a slot's payload; the deque is unchanged. Use a deque with a larger
+    /// slot size, or split the message.
+    #[error("message of {len} bytes is larger than the slot payload of {max} bytes")]
+    TooLarge {
+        /// The message.
+        value: T,
+        /// Its encoded length in bytes.
+        len: usize,
+        /// The largest payload a slot holds.
+        max: usize,
+    },
+    /// The message could not be serialized.
+    #[error("could not encode the message: {reason}")]
+    Encode {
+        /// The message.
+        value: T,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The push failed for a reason that concerns the deque rather than the message.
+    #[error("{error}")]
+    Failed {
+        /// The message.
+        value: T,
+        /// The underlying error.
+        #[source]
+        error: Error,
+    },
+}
+
+impl<T> PushError<T> {
+    /// Takes the message back out of the error.
+    pub fn into_inner(self) -> T {
+        match self {
+            PushError::Full(v) | PushError::Timeout(v) | PushError::Closed(v) => v,
+            PushError::TooLarge { value, .. } | PushError::Encode { value, .. } | PushError::Failed { value, .. } => {
+                value
+            }
+        }
+    }
+
+    /// True for [`PushError::Full`].
+    pub fn is_full(&self) -> bool {
+        matches!(self, PushError::Full(_))
+    }
+
+    /// True for [`PushError::Closed`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self, PushError::Closed(_))
+    }
+
+    /// True for [`PushError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PushError::Timeout(_))
+    }
+
+    /// Replaces the message carried by the error, keeping the reason.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> PushError<U> {
+        match self {
+            PushError::Full(v) => PushError::Full(f(v)),
+            PushError::Timeout(v) => PushError::Timeout(f(v)),
+            PushError::Closed(v) => PushError::Closed(f(v)),
+            PushError::TooLarge { value, len, max } => PushError::TooLarge { value: f(value), len, max },
+            PushError::Encode { value, reason } => PushError::Encode { value: f(value), reason },
+            PushError::Failed { value, error } => PushError::Failed { value: f(value), error },
+        }
+    }
+}
+
+impl<T> fmt::Debug for PushError<T> {
+    // The message itself is left out so that `T` needs no `Debug` bound and `unwrap()` works on any push.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PushError::Full(_) => f.write_str("Full(..)"),
+            PushError::Timeout(_) => f.write_str("Timeout(..)"),
+            PushError::Closed(_) => f.write_str("Closed(..)"),
+            PushError::TooLarge { len, max, .. } => {
+                f.debug_struct("TooLarge").field("len", len).field("max", max).finish_non_exhaustive()
+            }
+            PushError::Encode { reason, .. } => {
+                f.debug_struct("Encode").field("reason", reason).finish_non_exhaustive()
+            }
+            PushError::Failed { error, .. } => f.debug_struct("Failed").field("error", error).finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Why a pop returned no message.
+#[derive(Debug, thiserror::Error)]
+pub enum PopError {
+    /// The deque is empty (only from `try_pop_*`). Retry later or use a blocking pop.
+    #[error("the deque is empty")]
+    Empty,
+    /// The deque stayed empty until the timeout (only from `pop_*_timeout`).
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The deque is closed and every message has been popped.
+    #[error("the deque is closed and drained")]
+    Closed,
+    /// A message was removed from the deque but is not a valid encoding of the requested type. Its bytes are
+    /// here, so it is not lost.
+    #[error("a message of {} bytes could not be decoded: {reason}", bytes.len())]
+    Decode {
+        /// The message exactly as it was stored.
+        bytes: Vec<u8>,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The pop failed for a reason that concerns the deque itself.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+impl PopError {
+    /// True for [`PopError::Closed`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self, PopError::Closed)
+    }
+
+    /// True for [`PopError::Empty`].
+    pub fn is_empty(&self) -> bool {
+        matches!(self, PopError::Empty)
+    }
+
+    /// True for [`PopError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PopError::Timeout)
+    }
+}

@@ -1,0 +1,314 @@
+//! A bounded deque of messages shared between processes through POSIX shared memory.
+//!
+//! A named segment holds a header — with a process-shared, robust pthread mutex — followed by a fixed ring of
+//! equal slots. Any process that knows the name can push and pop at both ends; blocked processes sleep on
+//! futexes in the header. The design goal is that a process killed at any instant, even while holding the
+//! lock or while blocked, never wedges or corrupts the deque for the others.
+//!
+//! * [`SharedDeque<T>`]: typed messages (serde + bincode).
+//! * [`RawDeque`]: byte messages, including in-place reads and writes for large messages.
+//! * [`Builder`]: name, capacity, slot size, mode, creation mode, open timeout.
+//!
+//! Operations follow `VecDeque`'s names in crossbeam-channel's triples: `try_push_back` returns at once,
+//! `push_back` blocks, `push_back_timeout` blocks up to a duration.
+//!
+//! ```
+//! # let name = format!("doc-crate-{}", std::process::id());
+//! use std::time::Duration;
+//!
+//! // Any process can open the same name; the first one creates it.
+//! let q = shmdeque::Builder::new(&name).capacity(64).slot_size(128).open::<String>()?;
+//! q.push_back("hello".to_string())?;
+//! assert_eq!(q.pop_front_timeout(Duration::from_secs(1))?, "hello");
+//! q.close()?;
+//! assert!(q.pop_front().unwrap_err().is_closed());
+//! drop(q); // the last handle of a closed, drained deque removes it
+//! # assert!(shmdeque::remove(&name).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Linux only: the OS-specific parts (futexes, robust mutexes, /dev/shm) live in one private module.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod codec;
+mod deque;
+mod err;
+mod layout;
+mod os;
+mod raw;
+mod ring;
+mod segment;
+
+use std::time::Duration;
+
+pub use deque::{LockGuard, SharedDeque};
+pub use err::{Error, PopError, PushError};
+pub use raw::{Producer, RawDeque, RawLockGuard};
+
+/// The segment layout version this build reads and writes.
+pub const LAYOUT_VERSION: u32 = layout::LAYOUT_VERSION;
+/// Capacity used when the builder is given none.
+pub const DEFAULT_CAPACITY: u32 = 1024;
+/// Slot size used when the builder is given none.
+pub const DEFAULT_SLOT_SIZE: u32 = 4096;
+/// Bytes of each slot taken by the message length; a slot of `s` bytes carries messages of up to `s - 4`.
+pub const SLOT_OVERHEAD: usize = layout::SLOT_LEN_BYTES;
+
+/// What [`Builder::open`] does about an existing or missing segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CreateMode {
+    /// Create a new deque; fail with [`Error::AlreadyExists`] if the name is taken.
+    CreateExclusive,
+    /// Open an existing deque; fail with [`Error::NotFound`] if there is none.
+    Open,
+    /// Open the deque if it exists, create it otherwise. A segment abandoned half-created by a dead process
+    /// is taken over.
+    #[default]
+    OpenOrCreate,
+}
+
+/// Everything the builder collected; passed down to the segment code.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub name: String,
+    pub capacity: u32,
+    pub slot_size: u32,
+    pub explicit_capacity: bool,
+    pub explicit_slot_size: bool,
+    pub mode: u32,
+    pub create_mode: CreateMode,
+    pub open_timeout: Duration,
+}
+
+/// Configures and opens a deque.
+///
+/// ```
+/// use shmdeque::{Builder, CreateMode};
+/// use std::time::Duration;
+/// # let name = format!("doc-builder-{}", std::process::id());
+/// let q = Builder::new(&name)
+///     .capacity(256)
+///     .slot_size(1024)
+///     .mode(0o660)
+///     .create_mode(CreateMode::CreateExclusive)
+///     .open_timeout(Duration::from_secs(1))
+///     .open_raw()?;
+/// assert_eq!((q.capacity(), q.max_message_len()), (256, 1020));
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), shmdeque::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Builder {
+    cfg: Config,
+}
+
+impl Builder {
+    /// Starts a configuration for the deque called `name`: the segment `/dev/shm/NAME`. A name is 1 to 254
+    /// bytes, without `/` or NUL.
+    pub fn new(name: impl Into<String>) -> Builder {
+        Builder {
+            cfg: Config {
+                name: name.into(),
+                capacity: DEFAULT_CAPACITY,
+                slot_size: DEFAULT_SLOT_SIZE,
+                explicit_capacity: false,
+                explicit_slot_size: false,
+                mode: 0o600,
+                create_mode: CreateMode::default(),
+                open_timeout: Duration::from_secs(2),
+            },
+        }
+    }
+
+    /// Maximum number of messages (default 1024). When opening an existing deque, a capacity given here must
+    /// match it ([`Error::GeometryMismatch`] otherwise).
+    pub fn capacity(mut self, capacity: u32) -> Builder {
+        self.cfg.capacity = capacity;
+        self.cfg.explicit_capacity = true;
+        self
+    }
+
+    /// Bytes per slot, including [`SLOT_OVERHEAD`] bytes of length (default 4096, at least 8). Checked
+    /// against an existing deque like [`capacity`](Self::capacity).
+    pub fn slot_size(mut self, slot_size: u32) -> Builder {
+        self.cfg.slot_size = slot_size;
+        self.cfg.explicit_slot_size = true;
+        self
+    }
+
+    /// Permission bits of a newly created segment (default `0o600`: the creating user only).
+    pub fn mode(mut self, mode: u32) -> Builder {
+        self.cfg.mode = mode & 0o777;
+        self
+    }
+
+    /// Whether to create, open, or either (default [`CreateMode::OpenOrCreate`]).
+    pub fn create_mode(mut self, mode: CreateMode) -> Builder {
+        self.cfg.create_mode = mode;
+        self
+    }
+
+    /// How long an opener waits for a segment that another process is still creating (default 2 s).
+    pub fn open_timeout(mut self, timeout: Duration) -> Builder {
+        self.cfg.open_timeout = timeout;
+        self
+    }
+
+    /// Opens (or creates) the deque for typed messages.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::InvalidConfig`], [`Error::NotFound`], [`Error::AlreadyExists`],
+    /// [`Error::NotADeque`], [`Error::VersionMismatch`], [`Error::GeometryMismatch`], [`Error::NotReady`],
+    /// [`Error::Abandoned`], [`Error::NoSpace`], [`Error::PermissionDenied`], [`Error::Corrupted`],
+    /// [`Error::Os`].
+    pub fn open<T: serde::Serialize + serde::de::DeserializeOwned>(&self) -> Result<SharedDeque<T>, Error> {
+        SharedDeque::attach(&self.cfg)
+    }
+
+    /// Opens (or creates) the deque for byte messages.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_raw(&self) -> Result<RawDeque, Error> {
+        RawDeque::attach(&self.cfg)
+    }
+}
+
+/// A deque's state and counters, from [`RawDeque::stats`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// The deque's name.
+    pub name: String,
+    /// Maximum number of messages.
+    pub capacity: u32,
+    /// Bytes per slot, length included.
+    pub slot_size: u32,
+    /// Messages in the deque now.
+    pub len: u32,
+    /// Whether the deque is closed.
+    pub closed: bool,
+    /// Registered producers whose process is alive.
+    pub producers: u32,
+    /// Open handles across all processes (a killed process leaves its handle counted).
+    pub attached: u32,
+    /// Messages ever pushed.
+    pub pushed: u64,
+    /// Messages ever removed (popped or cleared).
+    pub popped: u64,
+    /// Times a process found the lock's previous holder dead and recovered it.
+    pub lock_recoveries: u64,
+    /// The largest length the deque has reached.
+    pub high_water: u64,
+    /// Size of the segment in bytes.
+    pub segment_bytes: u64,
+    /// Permission bits of the segment.
+    pub mode: u32,
+}
+
+/// Removes the deque's name. Processes that have it open keep working on it; new opens will not find it.
+///
+/// # Errors
+/// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Os`].
+pub fn remove(name: &str) -> Result<(), Error> {
+    segment::check_name(name)?;
+    os::shm_unlink(name).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: name.to_owned() },
+        _ => Error::Os { name: name.to_owned(), op: "removing the segment", source: e },
+    })
+}
+
+/// Checks a name without touching any segment: the rules every entry point applies.
+///
+/// # Errors
+/// [`Error::InvalidName`] saying what is wrong.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    segment::check_name(name)
+}
+
+/// What [`probe`] found in a segment, read without mapping or locking it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Probe {
+    /// The segment's name.
+    pub name: String,
+    /// Maximum number of messages.
+    pub capacity: u64,
+    /// Bytes per slot.
+    pub slot_size: u64,
+    /// Messages in the deque (a snapshot).
+    pub len: u64,
+    /// Whether the deque is closed.
+    pub closed: bool,
+    /// Size of the segment file in bytes.
+    pub segment_bytes: u64,
+}
+
+/// Reads a segment's header without mapping or locking it, for listing: cheap, and safe on any file.
+///
+/// Returns `Ok(None)` when the file is not a shmdeque segment at all (its magic number is not ours), and an
+/// error saying why when it is one but cannot be used (another layout version, half-created, inconsistent
+/// sizes, unreadable).
+///
+/// # Errors
+/// [`Error::VersionMismatch`], [`Error::NotReady`], [`Error::Abandoned`], [`Error::Corrupted`],
+/// [`Error::PermissionDenied`], [`Error::NotFound`], [`Error::Os`].
+pub fn probe(name: &str) -> Result<Option<Probe>, Error> {
+    segment::check_name(name)?;
+    let os_err = |op, e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: name.to_owned() },
+        _ => Error::Os { name: name.to_owned(), op, source: e },
+    };
+    let fd = os::shm_open(name, false).map_err(|e| os_err("opening the segment", e))?;
+    let info = os::file_info(&fd).map_err(|e| os_err("reading the segment's size", e))?;
+    let mut buf = vec![0u8; layout::HEADER_SIZE];
+    let n = os::read_prefix(&fd, &mut buf).map_err(|e| os_err("reading the segment", e))?;
+    let corrupted = |what: String| Error::Corrupted { name: name.to_owned(), what };
+    if n < 8 || buf[..8] != layout::MAGIC.to_le_bytes() {
+        return Ok(None);
+    }
+    let Some(h) = layout::snapshot(&buf[..n]) else {
+        return Err(corrupted(format!("it is truncated to {} bytes", info.size)));
+    };
+    if h.version != layout::LAYOUT_VERSION {
+        return Err(Error::VersionMismatch {
+            name: name.to_owned(),
+            found: h.version,
+            expected: layout::LAYOUT_VERSION,
+        });
+    }
+    if h.state != layout::STATE_READY {
+        return Err(if h.creator_pid != 0 && !os::process_alive(h.creator_pid, 0) {
+            Error::Abandoned { name: name.to_owned(), pid: h.creator_pid }
+        } else {
+            Error::NotReady { name: name.to_owned(), waited: Duration::ZERO }
+        });
+    }
+    let expected = layout::check_geometry(h.capacity, h.slot_size).map_err(corrupted)?;
+    if expected as u64 != info.size || h.segment_len != info.size {
+        return Err(corrupted(format!(
+            "header says {} slots of {} bytes but the segment is {} bytes",
+            h.capacity, h.slot_size, info.size
+        )));
+    }
+    let (_, len) = layout::unpack_ring(h.ring);
+    Ok(Some(Probe {
+        name: name.to_owned(),
+        capacity: h.capacity,
+        slot_size: h.slot_size,
+        len: (len as u64).min(h.capacity),
+        closed: h.closed != 0,
+        segment_bytes: info.size,
+    }))
+}
+
+/// Names of every shared-memory object visible in /dev/shm, deque or not; pair with [`probe`].
+///
+/// # Errors
+/// [`Error::Os`] if the directory cannot be read.
+pub fn list_segments() -> Result<Vec<String>, Error> {
+    os::list_names().map_err(|e| Error::Os { name: os::SHM_DIR.to_owned(), op: "listing segments", source: e })
+}

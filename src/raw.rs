@@ -1,0 +1,1169 @@
+//! [`RawDeque`]: the deque of byte messages, with the lock, the waits and every operation. The typed
+//! [`SharedDeque`](crate::SharedDeque) is a thin codec layer over it.
+//!
+//! # Locking
+//! A process-shared robust pthread mutex in the header guards the ring word and the slots. A locker first
+//! spins briefly with `pthread_mutex_trylock` (bounded: [`LOCK_SPIN`]), because critical sections are a
+//! memcpy long and a sleep costs far more; then it blocks in the kernel. A locker that gets `EOWNERDEAD`
+//! validates the ring, marks the mutex consistent and counts a recovery. Since a push writes its payload before
+//! the single ring-word store that publishes it, a holder killed at any instant leaves nothing torn.
+//!
+//! # Waiting
+//! A process that finds the deque full (or empty) registers in the matching [`WaitWord`] while still
+//! holding the lock, remembers its sequence value, unlocks, spins for an adaptive few microseconds watching
+//! the sequence, and then sleeps on it with `FUTEX_WAIT`. A process that makes room (or adds a message)
+//! reads the waiter count under the lock and, only if someone waits, bumps the sequence after unlocking and,
+//! only if someone sleeps, calls `FUTEX_WAKE` for all sleepers. Waking all rather than one means a waiter
+//! killed right after its wake-up cannot swallow the wake-up another process needed.
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::Backoff;
+
+use crate::err::{Error, PopError, PushError};
+use crate::layout::{self, Header, WaitWord};
+use crate::os::{self, LockFail, Locked};
+use crate::ring::{Ring, RingError};
+use crate::segment::Segment;
+use crate::{Config, Stats};
+
+/// How long a locker spins on a held lock before sleeping in the kernel.
+pub(crate) const LOCK_SPIN: Duration = Duration::from_micros(4);
+/// Bounds of the adaptive spin before a waiter sleeps on its futex (nanoseconds).
+const WAIT_SPIN_MIN_NS: u32 = 250;
+const WAIT_SPIN_MAX_NS: u32 = 8_000;
+
+/// Which end of the deque an operation works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Front,
+    Back,
+}
+
+/// How long an operation may wait for room or for a message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Wait {
+    /// Not at all: the `try_` variants.
+    Now,
+    /// As long as it takes.
+    Forever,
+    /// Until this instant (on the monotonic clock).
+    Until(Instant),
+}
+
+impl Wait {
+    pub(crate) fn timeout(d: Duration) -> Wait {
+        Instant::now().checked_add(d).map_or(Wait::Forever, Wait::Until)
+    }
+
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Which condition a blocked operation waits for.
+#[derive(Clone, Copy)]
+enum Cond {
+    NotEmpty,
+    NotFull,
+}
+
+/// Why a blocking loop ended without a result.
+enum Blocked {
+    WouldBlock,
+    Timeout,
+    Failed(Error),
+}
+
+/// A bounded deque of byte messages in a named shared-memory segment.
+///
+/// Built by [`Builder::open_raw`](crate::Builder::open_raw). Every operation comes as a triple: `try_x`
+/// returns at once, `x` blocks, `x_timeout` blocks up to a duration. Handles are `Send + Sync`: share one
+/// between threads with `Arc` or scoped threads, or open the same name in other processes.
+///
+/// ```
+/// # let name = format!("doc-raw-{}", std::process::id());
+/// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(64).open_raw()?;
+/// q.push_back(b"world")?;
+/// q.push_front(b"hello")?;
+/// assert_eq!(q.pop_front()?, b"hello");
+/// assert_eq!(q.pop_back()?, b"world");
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RawDeque {
+    seg: Segment,
+    /// Current spin budget of this handle's waits, in nanoseconds; grows when spinning pays off.
+    spin_ns: AtomicU32,
+}
+
+impl std::fmt::Debug for RawDeque {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawDeque")
+            .field("name", &self.seg.name())
+            .field("capacity", &self.seg.capacity)
+            .field("slot_size", &self.seg.slot_size)
+            .finish()
+    }
+}
+
+impl RawDeque {
+    pub(crate) fn attach(cfg: &Config) -> Result<RawDeque, Error> {
+        let deque = RawDeque { seg: Segment::attach(cfg)?, spin_ns: AtomicU32::new(2_000) };
+        {
+            let g = deque.lock()?;
+            let attached = &g.header().ring.attached;
+            attached.store(attached.load(Relaxed).saturating_add(1), Relaxed);
+        }
+        Ok(deque)
+    }
+
+    fn header(&self) -> &Header {
+        self.seg.header()
+    }
+
+    /// The deque's name.
+    pub fn name(&self) -> &str {
+        self.seg.name()
+    }
+
+    /// How many messages the deque holds at most.
+    pub fn capacity(&self) -> usize {
+        self.seg.capacity as usize
+    }
+
+    /// Size of one slot in bytes, including the 4-byte length.
+    pub fn slot_size(&self) -> usize {
+        self.seg.slot_size as usize
+    }
+
+    /// The largest message, in bytes, that fits in a slot.
+    pub fn max_message_len(&self) -> usize {
+        layout::max_payload(self.seg.slot_size)
+    }
+
+    /// Number of messages now in the deque (a snapshot; other processes may change it at once).
+    pub fn len(&self) -> usize {
+        let (_, len) = layout::unpack_ring(self.header().ring.ring.load(Acquire));
+        (len as usize).min(self.capacity())
+    }
+
+    /// Whether the deque holds no message (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the deque is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// Whether the deque has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.header().ring.closed.load(Acquire) != 0
+    }
+
+    /// Takes the deque's lock, so that several operations happen atomically with respect to every other
+    /// thread and process, and so that the messages can be read in place without removing them.
+    ///
+    /// Keep the guard briefly: every other user of the deque waits for it. Blocking operations are not
+    /// available on the guard (they would wait forever while holding the lock).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyLocked`] if this thread holds the lock already; [`Error::Corrupted`] if the lock was
+    /// left unrecoverable.
+    pub fn lock(&self) -> Result<RawLockGuard<'_>, Error> {
+        self.lock_until(None).map_err(|b| match b {
+            Blocked::Failed(e) => e,
+            _ => self.corrupted("the lock timed out without a deadline"),
+        })
+    }
+
+    fn corrupted(&self, what: impl Into<String>) -> Error {
+        Error::Corrupted { name: self.name().to_owned(), what: what.into() }
+    }
+
+    fn lock_until(&self, deadline: Option<Instant>) -> Result<RawLockGuard<'_>, Blocked> {
+        let m = self.header().lock.0.get();
+        // SAFETY: `m` is the initialized process-shared mutex of a READY segment that `self` keeps mapped.
+        let mut r = unsafe { os::mutex_trylock(m) };
+        if matches!(r, Err(LockFail::Busy)) {
+            let backoff = Backoff::new();
+            let spin_until = Instant::now() + LOCK_SPIN;
+            loop {
+                backoff.spin();
+                // SAFETY: as above.
+                r = unsafe { os::mutex_trylock(m) };
+                if !matches!(r, Err(LockFail::Busy)) {
+                    break;
+                }
+                if Instant::now() >= spin_until {
+                    // SAFETY: as above.
+                    r = unsafe { os::mutex_lock(m, deadline) };
+                    break;
+                }
+            }
+        }
+        let guard = RawLockGuard { deque: self, added: false, removed: false, closed: false, _not_send: PhantomData };
+        match r {
+            Ok(Locked::Clean) => Ok(guard),
+            Ok(Locked::OwnerDied) => {
+                self.recover(&guard).map_err(Blocked::Failed)?;
+                Ok(guard)
+            }
+            Err(LockFail::TimedOut) => Err(Blocked::Timeout),
+            Err(LockFail::Busy) => Err(Blocked::WouldBlock),
+            Err(LockFail::Deadlock) => Err(Blocked::Failed(Error::AlreadyLocked { name: self.name().to_owned() })),
+            Err(LockFail::NotRecoverable) => {
+                Err(Blocked::Failed(self.corrupted("its lock was left unrecoverable by a crashed process")))
+            }
+            Err(LockFail::Other(source)) => {
+                Err(Blocked::Failed(Error::Os { name: self.name().to_owned(), op: "taking the lock", source }))
+            }
+        }
+    }
+
+    /// The previous holder died inside the critical section. Because every change is published by one store
+    /// of the ring word after the payload is in place, the ring is consistent; check it anyway (the segment
+    /// is untrusted), then mark the mutex usable again and count the recovery.
+    fn recover(&self, guard: &RawLockGuard<'_>) -> Result<(), Error> {
+        let m = self.header().lock.0.get();
+        // SAFETY: we hold the mutex in the owner-died state (EOWNERDEAD was just returned to this thread).
+        unsafe { os::mutex_consistent(m) }.map_err(|source| Error::Os {
+            name: self.name().to_owned(),
+            op: "recovering the lock",
+            source,
+        })?;
+        let recoveries = &self.header().ring.recoveries;
+        recoveries.store(recoveries.load(Relaxed) + 1, Relaxed);
+        guard.inspect(|ring| ring.validate())
+    }
+
+    /// Runs `attempt` under the lock until it yields a result, waiting for `cond` in between as `wait` says.
+    fn blocking<R>(
+        &self,
+        cond: Cond,
+        wait: Wait,
+        mut attempt: impl FnMut(&mut RawLockGuard<'_>) -> Option<R>,
+    ) -> Result<R, Blocked> {
+        loop {
+            let mut guard = self.lock_until(wait.deadline())?;
+            if let Some(r) = attempt(&mut guard) {
+                return Ok(r);
+            }
+            let deadline = match wait {
+                Wait::Now => return Err(Blocked::WouldBlock),
+                Wait::Until(t) if Instant::now() >= t => return Err(Blocked::Timeout),
+                w => w.deadline(),
+            };
+            let word = self.word(cond);
+            // Register while holding the lock: whoever changes the deque after this unlock will see us.
+            word.waiters.fetch_add(1, Relaxed);
+            let seq = word.seq.load(Relaxed);
+            drop(guard);
+            self.wait_for_change(word, seq, deadline);
+            word.waiters.fetch_sub(1, Relaxed);
+        }
+    }
+
+    fn word(&self, cond: Cond) -> &WaitWord {
+        match cond {
+            Cond::NotEmpty => &self.header().not_empty,
+            Cond::NotFull => &self.header().not_full,
+        }
+    }
+
+    /// Waits until `word.seq` moves away from `seq`, the deadline passes, or a spurious wake-up; the caller
+    /// re-checks under the lock in every case.
+    fn wait_for_change(&self, word: &WaitWord, seq: u32, deadline: Option<Instant>) {
+        let budget = self.spin_ns.load(Relaxed);
+        let start = Instant::now();
+        let spin_until = start + Duration::from_nanos(budget as u64);
+        let backoff = Backoff::new();
+        while Instant::now() < spin_until {
+            if word.seq.load(Acquire) != seq {
+                self.spin_ns.store(budget.saturating_mul(2).min(WAIT_SPIN_MAX_NS), Relaxed);
+                return;
+            }
+            backoff.spin();
+        }
+        self.spin_ns.store((budget / 2).max(WAIT_SPIN_MIN_NS), Relaxed);
+        // SeqCst pairs with the waker's SeqCst bump-then-load: either it sees us sleeping, or the kernel's
+        // read of the word inside FUTEX_WAIT sees its bump.
+        word.sleepers.fetch_add(1, SeqCst);
+        while word.seq.load(SeqCst) == seq {
+            let timeout = match deadline {
+                Some(t) => match t.checked_duration_since(Instant::now()) {
+                    Some(d) if !d.is_zero() => Some(d),
+                    _ => break,
+                },
+                None => None,
+            };
+            os::futex_wait(&word.seq, seq, timeout);
+        }
+        word.sleepers.fetch_sub(1, SeqCst);
+    }
+
+    fn signal(word: &WaitWord) {
+        word.seq.fetch_add(1, SeqCst);
+        if word.sleepers.load(SeqCst) != 0 {
+            os::futex_wake(&word.seq, i32::MAX);
+        }
+    }
+
+    /// Shared body of every single-message push.
+    pub(crate) fn push_with(
+        &self,
+        end: End,
+        n: usize,
+        fill: impl FnOnce(&mut [u8]),
+        wait: Wait,
+    ) -> Result<(), PushError<()>> {
+        let max = self.max_message_len();
+        if n > max {
+            return Err(PushError::TooLarge { value: (), len: n, max });
+        }
+        let mut fill = Some(fill);
+        let r = self.blocking(Cond::NotFull, wait, |g| {
+            if g.is_closed() {
+                return Some(Err(PushError::Closed(())));
+            }
+            let pushed = g.modify(|ring| {
+                let once = |buf: &mut [u8]| {
+                    if let Some(f) = fill.take() {
+                        f(buf)
+                    }
+                };
+                match end {
+                    End::Back => ring.push_back_with(n, once),
+                    End::Front => ring.push_front_with(n, once),
+                }
+            });
+            match pushed {
+                Ok(()) => Some(Ok(())),
+                Err(RingError::Full) => None,
+                Err(e) => Some(Err(PushError::Failed { value: (), error: g.ring_error(e) })),
+            }
+        });
+        flatten_push(r)
+    }
+
+    /// Shared body of every batch push: pushes `count` messages, `msg(i)` giving the i-th, taking the lock once
+    /// per stretch of free room. Returns how many were pushed; on error, how many were pushed before it.
+    pub(crate) fn push_many_with<'m>(
+        &self,
+        end: End,
+        count: usize,
+        msg: impl Fn(usize) -> &'m [u8],
+        wait: Wait,
+    ) -> Result<usize, PushError<usize>> {
+        let max = self.max_message_len();
+        if let Some(len) = (0..count).map(|i| msg(i).len()).find(|&len| len > max) {
+            return Err(PushError::TooLarge { value: 0, len, max });
+        }
+        let mut done = 0;
+        let r = self.blocking(Cond::NotFull, wait, |g| {
+            if g.is_closed() {
+                return Some(Err(PushError::Closed(done)));
+            }
+            let before = done;
+            let pushed = g.modify(|ring| {
+                while done < count {
+                    let m = msg(done);
+                    let r = match end {
+                        End::Back => ring.push_back_with(m.len(), |b| b.copy_from_slice(m)),
+                        End::Front => ring.push_front_with(m.len(), |b| b.copy_from_slice(m)),
+                    };
+                    match r {
+                        Ok(()) => done += 1,
+                        Err(RingError::Full) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            });
+            match pushed {
+                Err(e) => Some(Err(PushError::Failed { value: before, error: g.ring_error(e) })),
+                Ok(()) if done == count => Some(Ok(done)),
+                // A try pushes what fits; a blocking push goes on waiting for the rest.
+                Ok(()) if done > before && matches!(wait, Wait::Now) => Some(Ok(done)),
+                Ok(()) => None,
+            }
+        });
+        match r {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(e),
+            Err(Blocked::WouldBlock) => Err(PushError::Full(done)),
+            Err(Blocked::Timeout) => Err(PushError::Timeout(done)),
+            Err(Blocked::Failed(error)) => Err(PushError::Failed { value: done, error }),
+        }
+    }
+
+    /// Shared body of every single-message pop: hands the message to `read` in place, then removes it.
+    pub(crate) fn pop_with<R>(&self, end: End, read: impl FnOnce(&[u8]) -> R, wait: Wait) -> Result<R, PopError> {
+        let mut read = Some(read);
+        let r = self.blocking(Cond::NotEmpty, wait, |g| {
+            let popped = g.modify(|ring| {
+                let once = |b: &[u8]| read.take().map(|f| f(b));
+                match end {
+                    End::Front => ring.pop_front_with(once),
+                    End::Back => ring.pop_back_with(once),
+                }
+            });
+            match popped {
+                Ok(Some(v)) => Some(Ok(v)),
+                Ok(None) => Some(Err(PopError::Failed(g.deque.corrupted("a message was read twice")))),
+                Err(RingError::Empty) if g.is_closed() => Some(Err(PopError::Closed)),
+                Err(RingError::Empty) => None,
+                Err(e) => Some(Err(PopError::Failed(g.ring_error(e)))),
+            }
+        });
+        flatten_pop(r)
+    }
+
+    /// Shared body of every batch pop: removes up to `max` messages under one lock acquisition (waiting for
+    /// the first as `wait` says), handing each to `read`. If `read` fails, that message is removed too and
+    /// the batch stops there. Returns how many were removed.
+    pub(crate) fn pop_many_with(
+        &self,
+        end: End,
+        max: usize,
+        mut read: impl FnMut(&[u8]) -> Result<(), PopError>,
+        wait: Wait,
+    ) -> Result<usize, PopError> {
+        if max == 0 {
+            return Ok(0);
+        }
+        let r = self.blocking(Cond::NotEmpty, wait, |g| {
+            let mut failure = None;
+            let popped = g.modify(|ring| {
+                let mut n = 0;
+                while n < max && ring.len() > 0 {
+                    let r = match end {
+                        End::Front => ring.pop_front_with(&mut read),
+                        End::Back => ring.pop_back_with(&mut read),
+                    }?;
+                    n += 1;
+                    if let Err(e) = r {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Ok(n)
+            });
+            match (popped, failure) {
+                (Ok(_), Some(e)) => Some(Err(e)),
+                (Ok(0), None) if g.is_closed() => Some(Err(PopError::Closed)),
+                (Ok(0), None) => None,
+                (Ok(n), None) => Some(Ok(n)),
+                (Err(e), _) => Some(Err(PopError::Failed(g.ring_error(e)))),
+            }
+        });
+        flatten_pop(r)
+    }
+
+    /// Pushes a message at the back without waiting.
+    ///
+    /// # Errors
+    /// [`PushError::Full`] if there is no room, [`PushError::Closed`] once closed, [`PushError::TooLarge`] if
+    /// the message exceeds [`max_message_len`](Self::max_message_len); each hands the message back.
+    pub fn try_push_back<'m>(&self, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        self.push_slice(End::Back, msg, Wait::Now)
+    }
+
+    /// Pushes a message at the back, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// As [`try_push_back`](Self::try_push_back), except that it waits instead of returning `Full`.
+    pub fn push_back<'m>(&self, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        self.push_slice(End::Back, msg, Wait::Forever)
+    }
+
+    /// Pushes a message at the back, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`try_push_back`](Self::try_push_back), with [`PushError::Timeout`] in place of `Full`.
+    pub fn push_back_timeout<'m>(&self, msg: &'m [u8], timeout: Duration) -> Result<(), PushError<&'m [u8]>> {
+        self.push_slice(End::Back, msg, Wait::timeout(timeout))
+    }
+
+    /// Pushes a message at the front without waiting; it becomes the next one `pop_front` returns.
+    ///
+    /// # Errors
+    /// As [`try_push_back`](Self::try_push_back).
+    pub fn try_push_front<'m>(&self, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        self.push_slice(End::Front, msg, Wait::Now)
+    }
+
+    /// Pushes a message at the front, waiting for room as long as it takes.
+    ///
+    /// # Errors
+    /// As [`push_back`](Self::push_back).
+    pub fn push_front<'m>(&self, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        self.push_slice(End::Front, msg, Wait::Forever)
+    }
+
+    /// Pushes a message at the front, waiting for room up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`push_back_timeout`](Self::push_back_timeout).
+    pub fn push_front_timeout<'m>(&self, msg: &'m [u8], timeout: Duration) -> Result<(), PushError<&'m [u8]>> {
+        self.push_slice(End::Front, msg, Wait::timeout(timeout))
+    }
+
+    fn push_slice<'m>(&self, end: End, msg: &'m [u8], wait: Wait) -> Result<(), PushError<&'m [u8]>> {
+        self.push_with(end, msg.len(), |b| b.copy_from_slice(msg), wait).map_err(|e| e.map(|()| msg))
+    }
+
+    /// Pushes an `n`-byte message at the back that `fill` writes directly into its slot: a large message is
+    /// copied once, from wherever `fill` produces it. Waits for room as `timeout` says (`None`: as long as it
+    /// takes; `Some(Duration::ZERO)`: not at all).
+    ///
+    /// `fill` runs while the deque is locked; keep it to a copy or an encode. If it panics, the message is
+    /// not pushed and the deque is unchanged.
+    ///
+    /// ```
+    /// # let name = format!("doc-with-{}", std::process::id());
+    /// let q = shmdeque::Builder::new(&name).capacity(2).slot_size(1 << 16).open_raw()?;
+    /// q.push_back_with(60_000, None, |slot| slot.fill(7))?;
+    /// let sum = q.pop_front_with(None, |msg| msg.iter().map(|&b| b as u64).sum::<u64>())?;
+    /// assert_eq!(sum, 420_000);
+    /// # shmdeque::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`push_back_timeout`](Self::push_back_timeout) (`Full` when the timeout is zero).
+    pub fn push_back_with(
+        &self,
+        n: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), PushError<()>> {
+        self.push_with(End::Back, n, fill, wait_for(timeout))
+    }
+
+    /// As [`push_back_with`](Self::push_back_with), at the front.
+    ///
+    /// # Errors
+    /// As [`push_back_with`](Self::push_back_with).
+    pub fn push_front_with(
+        &self,
+        n: usize,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), PushError<()>> {
+        self.push_with(End::Front, n, fill, wait_for(timeout))
+    }
+
+    /// Removes the front message without waiting.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`] if there is none, [`PopError::Closed`] once closed and drained.
+    pub fn try_pop_front(&self) -> Result<Vec<u8>, PopError> {
+        self.pop_with(End::Front, <[u8]>::to_vec, Wait::Now)
+    }
+
+    /// Removes the front message, waiting for one as long as it takes.
+    ///
+    /// # Errors
+    /// [`PopError::Closed`] once the deque is closed and drained.
+    pub fn pop_front(&self) -> Result<Vec<u8>, PopError> {
+        self.pop_with(End::Front, <[u8]>::to_vec, Wait::Forever)
+    }
+
+    /// Removes the front message, waiting for one up to `timeout`.
+    ///
+    /// # Errors
+    /// [`PopError::Timeout`] if none arrived in time, [`PopError::Closed`] once closed and drained.
+    pub fn pop_front_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PopError> {
+        self.pop_with(End::Front, <[u8]>::to_vec, Wait::timeout(timeout))
+    }
+
+    /// Removes the back message without waiting.
+    ///
+    /// # Errors
+    /// As [`try_pop_front`](Self::try_pop_front).
+    pub fn try_pop_back(&self) -> Result<Vec<u8>, PopError> {
+        self.pop_with(End::Back, <[u8]>::to_vec, Wait::Now)
+    }
+
+    /// Removes the back message, waiting for one as long as it takes.
+    ///
+    /// # Errors
+    /// As [`pop_front`](Self::pop_front).
+    pub fn pop_back(&self) -> Result<Vec<u8>, PopError> {
+        self.pop_with(End::Back, <[u8]>::to_vec, Wait::Forever)
+    }
+
+    /// Removes the back message, waiting for one up to `timeout`.
+    ///
+    /// # Errors
+    /// As [`pop_front_timeout`](Self::pop_front_timeout).
+    pub fn pop_back_timeout(&self, timeout: Duration) -> Result<Vec<u8>, PopError> {
+        self.pop_with(End::Back, <[u8]>::to_vec, Wait::timeout(timeout))
+    }
+
+    /// Removes the front message, handing it to `read` in place (no copy out of the segment); waits as
+    /// `timeout` says (`None`: as long as it takes; `Some(Duration::ZERO)`: not at all). `read` runs while the
+    /// deque is locked. If it panics, the message stays in the deque.
+    ///
+    /// # Errors
+    /// As [`pop_front_timeout`](Self::pop_front_timeout) (`Empty` when the timeout is zero).
+    pub fn pop_front_with<R>(&self, timeout: Option<Duration>, read: impl FnOnce(&[u8]) -> R) -> Result<R, PopError> {
+        self.pop_with(End::Front, read, wait_for(timeout))
+    }
+
+    /// As [`pop_front_with`](Self::pop_front_with), at the back.
+    ///
+    /// # Errors
+    /// As [`pop_front_with`](Self::pop_front_with).
+    pub fn pop_back_with<R>(&self, timeout: Option<Duration>, read: impl FnOnce(&[u8]) -> R) -> Result<R, PopError> {
+        self.pop_with(End::Back, read, wait_for(timeout))
+    }
+
+    /// Pushes as many of `msgs` at the back as there is room for, under one lock acquisition, without waiting.
+    /// Returns how many were pushed (at least one).
+    ///
+    /// # Errors
+    /// [`PushError::Full`]`(0)` if none fit; [`PushError::TooLarge`] (nothing pushed) if any message is too
+    /// large; [`PushError::Closed`]. The value carried is the number pushed before the error.
+    pub fn try_push_back_many<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<usize, PushError<usize>> {
+        self.push_many_with(End::Back, msgs.len(), |i| msgs[i].as_ref(), Wait::Now)
+    }
+
+    /// Pushes all of `msgs` at the back in order, taking the lock once per stretch of free room and waiting
+    /// for room in between. Returns `msgs.len()`.
+    ///
+    /// ```
+    /// # let name = format!("doc-many-{}", std::process::id());
+    /// let q = shmdeque::Builder::new(&name).capacity(64).slot_size(64).open_raw()?;
+    /// q.push_back_many(&["a", "b", "c"])?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(q.pop_front_many(10, &mut out)?, 3);
+    /// assert_eq!(out, [b"a", b"b", b"c"]);
+    /// # shmdeque::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`try_push_back_many`](Self::try_push_back_many), without `Full`.
+    pub fn push_back_many<M: AsRef<[u8]>>(&self, msgs: &[M]) -> Result<usize, PushError<usize>> {
+        self.push_many_with(End::Back, msgs.len(), |i| msgs[i].as_ref(), Wait::Forever)
+    }
+
+    /// As [`push_back_many`](Self::push_back_many), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// As [`push_back_many`](Self::push_back_many), plus [`PushError::Timeout`] with the count pushed.
+    pub fn push_back_many_timeout<M: AsRef<[u8]>>(
+        &self,
+        msgs: &[M],
+        timeout: Duration,
+    ) -> Result<usize, PushError<usize>> {
+        self.push_many_with(End::Back, msgs.len(), |i| msgs[i].as_ref(), Wait::timeout(timeout))
+    }
+
+    /// Pushes `msgs` one after another at the front (so the last ends up frontmost), waiting for room as
+    /// `timeout` says (`None`: as long as it takes; `Some(Duration::ZERO)`: push what fits now).
+    ///
+    /// # Errors
+    /// As [`push_back_many_timeout`](Self::push_back_many_timeout).
+    pub fn push_front_many<M: AsRef<[u8]>>(
+        &self,
+        msgs: &[M],
+        timeout: Option<Duration>,
+    ) -> Result<usize, PushError<usize>> {
+        self.push_many_with(End::Front, msgs.len(), |i| msgs[i].as_ref(), wait_for(timeout))
+    }
+
+    /// Removes up to `max` messages from the front under one lock acquisition, without waiting, appending
+    /// them to `out`. Returns how many.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`], or [`PopError::Closed`] once closed and drained.
+    pub fn try_pop_front_many(&self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize, PopError> {
+        self.pop_many_with(End::Front, max, collect_into(out), Wait::Now)
+    }
+
+    /// Removes up to `max` messages from the front under one lock acquisition, waiting for at least one.
+    ///
+    /// # Errors
+    /// [`PopError::Closed`] once closed and drained.
+    pub fn pop_front_many(&self, max: usize, out: &mut Vec<Vec<u8>>) -> Result<usize, PopError> {
+        self.pop_many_with(End::Front, max, collect_into(out), Wait::Forever)
+    }
+
+    /// As [`pop_front_many`](Self::pop_front_many), waiting up to `timeout` for the first message.
+    ///
+    /// # Errors
+    /// As [`pop_front_many`](Self::pop_front_many), plus [`PopError::Timeout`].
+    pub fn pop_front_many_timeout(
+        &self,
+        max: usize,
+        out: &mut Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<usize, PopError> {
+        self.pop_many_with(End::Front, max, collect_into(out), Wait::timeout(timeout))
+    }
+
+    /// Removes up to `max` messages from the back (back-most first), waiting for the first as `timeout`
+    /// says (`None`: as long as it takes; `Some(Duration::ZERO)`: not at all).
+    ///
+    /// # Errors
+    /// As [`pop_front_many_timeout`](Self::pop_front_many_timeout) (`Empty` when the timeout is zero).
+    pub fn pop_back_many(
+        &self,
+        max: usize,
+        out: &mut Vec<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<usize, PopError> {
+        self.pop_many_with(End::Back, max, collect_into(out), wait_for(timeout))
+    }
+
+    /// A copy of the front message, leaving it in place.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the slot's length is out of range.
+    pub fn peek_front(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.lock()?.front().map(|m| m.map(<[u8]>::to_vec))
+    }
+
+    /// A copy of the back message, leaving it in place.
+    ///
+    /// # Errors
+    /// As [`peek_front`](Self::peek_front).
+    pub fn peek_back(&self) -> Result<Option<Vec<u8>>, Error> {
+        self.lock()?.back().map(|m| m.map(<[u8]>::to_vec))
+    }
+
+    /// Removes every message; returns how many there were.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    pub fn clear(&self) -> Result<usize, Error> {
+        self.lock()?.clear()
+    }
+
+    /// Closes the deque: pushes fail with `Closed` from now on, pops drain what is left and then report
+    /// `Closed`. Every blocked process wakes. Closing twice is harmless.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock).
+    pub fn close(&self) -> Result<(), Error> {
+        self.lock()?.close();
+        Ok(())
+    }
+
+    /// Counters and state of the deque, read under the lock.
+    ///
+    /// # Errors
+    /// As [`lock`](Self::lock), or an OS error reading the segment's attributes.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        let file = self.seg.file_info()?;
+        let g = self.lock()?;
+        let r = &g.header().ring;
+        let (_, len) = layout::unpack_ring(r.ring.load(Relaxed));
+        let producers = g.header().producers.iter().filter(|w| producer_alive(w.load(Relaxed))).count() as u32;
+        Ok(Stats {
+            name: self.name().to_owned(),
+            capacity: self.seg.capacity,
+            slot_size: self.seg.slot_size,
+            len: len.min(self.seg.capacity),
+            closed: r.closed.load(Relaxed) != 0,
+            producers,
+            attached: r.attached.load(Relaxed),
+            pushed: r.pushed.load(Relaxed),
+            popped: r.popped.load(Relaxed),
+            lock_recoveries: r.recoveries.load(Relaxed),
+            high_water: r.high_water.load(Relaxed),
+            segment_bytes: self.seg.len as u64,
+            mode: file.mode,
+        })
+    }
+
+    /// Registers the calling process as a producer of this deque. Producers are counted in
+    /// [`Stats::producers`]; the registration of a process that died is reclaimed by the next registration.
+    /// Tools use it to close the deque when the last producer leaves ([`Producer::leave`]).
+    ///
+    /// # Errors
+    /// [`Error::TooManyProducers`] when every slot is held by a live process; errors of [`lock`](Self::lock).
+    pub fn register_producer(&self) -> Result<Producer<'_>, Error> {
+        let pid = os::current_pid();
+        let word = layout::producer_word(pid, os::start_tag(pid));
+        let g = self.lock()?;
+        let table = &g.header().producers;
+        for w in table {
+            let v = w.load(Relaxed);
+            if v != 0 && !producer_alive(v) {
+                w.store(0, Relaxed);
+            }
+        }
+        let slot = table
+            .iter()
+            .position(|w| w.load(Relaxed) == 0)
+            .ok_or(Error::TooManyProducers { name: self.name().to_owned(), max: layout::MAX_PRODUCERS })?;
+        table[slot].store(word, Relaxed);
+        g.recount_producers();
+        Ok(Producer { deque: self, slot, word, left: false })
+    }
+}
+
+/// The wait a `timeout: Option<Duration>` argument stands for: `None` forever, zero not at all.
+pub(crate) fn wait_for(timeout: Option<Duration>) -> Wait {
+    match timeout {
+        None => Wait::Forever,
+        Some(d) if d.is_zero() => Wait::Now,
+        Some(d) => Wait::timeout(d),
+    }
+}
+
+fn collect_into(out: &mut Vec<Vec<u8>>) -> impl FnMut(&[u8]) -> Result<(), PopError> + '_ {
+    |b| {
+        out.push(b.to_vec());
+        Ok(())
+    }
+}
+
+fn producer_alive(word: u64) -> bool {
+    let (pid, tag) = layout::unpack_producer(word);
+    word != 0 && os::process_alive(pid, tag)
+}
+
+fn flatten_push(r: Result<Result<(), PushError<()>>, Blocked>) -> Result<(), PushError<()>> {
+    match r {
+        Ok(inner) => inner,
+        Err(Blocked::WouldBlock) => Err(PushError::Full(())),
+        Err(Blocked::Timeout) => Err(PushError::Timeout(())),
+        Err(Blocked::Failed(error)) => Err(PushError::Failed { value: (), error }),
+    }
+}
+
+fn flatten_pop<R>(r: Result<Result<R, PopError>, Blocked>) -> Result<R, PopError> {
+    match r {
+        Ok(inner) => inner,
+        Err(Blocked::WouldBlock) => Err(PopError::Empty),
+        Err(Blocked::Timeout) => Err(PopError::Timeout),
+        Err(Blocked::Failed(e)) => Err(PopError::Failed(e)),
+    }
+}
+
+impl Drop for RawDeque {
+    /// Detaches. The last handle to leave a closed and drained deque removes its name, so that a finished
+    /// producer/consumer run leaves nothing in /dev/shm.
+    fn drop(&mut self) {
+        let Ok(g) = self.lock() else { return };
+        let r = &g.header().ring;
+        let attached = r.attached.load(Relaxed).saturating_sub(1);
+        r.attached.store(attached, Relaxed);
+        let (_, len) = layout::unpack_ring(r.ring.load(Relaxed));
+        if attached == 0 && len == 0 && r.closed.load(Relaxed) != 0 {
+            self.seg.unlink_if_same();
+        }
+    }
+}
+
+/// A registered producer; see [`RawDeque::register_producer`]. Dropping it leaves without closing.
+#[derive(Debug)]
+pub struct Producer<'a> {
+    deque: &'a RawDeque,
+    slot: usize,
+    word: u64,
+    left: bool,
+}
+
+impl Producer<'_> {
+    /// Leaves. If `close_if_last` and no other live producer remains, closes the deque so that consumers
+    /// drain it and finish. Returns whether this call closed the deque.
+    ///
+    /// # Errors
+    /// Errors of [`RawDeque::lock`].
+    pub fn leave(mut self, close_if_last: bool) -> Result<bool, Error> {
+        self.leave_inner(close_if_last)
+    }
+
+    fn leave_inner(&mut self, close_if_last: bool) -> Result<bool, Error> {
+        if self.left {
+            return Ok(false);
+        }
+        self.left = true;
+        let mut g = self.deque.lock()?;
+        let table = &g.header().producers;
+        // Only our own registration: a reaped and reused slot belongs to someone else now.
+        let _ = table[self.slot].compare_exchange(self.word, 0, Relaxed, Relaxed);
+        let live = table.iter().filter(|w| producer_alive(w.load(Relaxed))).count();
+        g.recount_producers();
+        if close_if_last && live == 0 && !g.is_closed() {
+            g.close();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+impl Drop for Producer<'_> {
+    fn drop(&mut self) {
+        let _ = self.leave_inner(false);
+    }
+}
+
+/// The deque's lock, held: several operations under it happen atomically for every other thread and process.
+/// Obtained from [`RawDeque::lock`]. Dropping it unlocks and wakes whoever waits for what changed.
+///
+/// The guard is not `Send`: a pthread mutex must be unlocked by the thread that locked it.
+///
+/// ```
+/// # let name = format!("doc-guard-{}", std::process::id());
+/// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(32).open_raw()?;
+/// q.push_back_many(&["one", "two", "three"])?;
+/// {
+///     let mut g = q.lock()?;
+///     let all: Vec<&[u8]> = g.iter().collect::<Result<_, _>>()?;
+///     assert_eq!(all, [&b"one"[..], b"two", b"three"]);
+///     // Move the back message to the front, atomically.
+///     let back = g.try_pop_back()?;
+///     g.try_push_front(&back).map_err(|e| e.map(|_| ()))?;
+/// }
+/// assert_eq!(q.pop_front()?, b"three");
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RawLockGuard<'a> {
+    deque: &'a RawDeque,
+    added: bool,
+    removed: bool,
+    closed: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RawLockGuard<'a> {
+    fn header(&self) -> &'a Header {
+        self.deque.header()
+    }
+
+    fn ring_error(&self, e: RingError) -> Error {
+        match e {
+            RingError::Corrupt(what) => self.deque.corrupted(what),
+            other => self.deque.corrupted(format!("unexpected ring state {other:?}")),
+        }
+    }
+
+    /// A read-only view of the ring, valid while `self` is borrowed.
+    fn view(&self) -> Result<Ring<&[u8]>, Error> {
+        let (head, len) = layout::unpack_ring(self.header().ring.ring.load(Relaxed));
+        // SAFETY: this guard holds the lock for as long as the returned view borrows it, and mutable slices of
+        // the slot area are only made by `modify`, which takes `&mut self` and so cannot overlap this borrow.
+        let slots = unsafe { self.deque.seg.slots() };
+        Ring::new(slots, self.deque.seg.slot_size as usize, head, len).map_err(|e| self.ring_error(e))
+    }
+
+    /// Runs `f` on a read-only view of the ring.
+    fn inspect<R>(&self, f: impl FnOnce(&Ring<&[u8]>) -> Result<R, RingError>) -> Result<R, Error> {
+        f(&self.view()?).map_err(|e| self.ring_error(e))
+    }
+
+    /// Runs `f` on a view of the ring and publishes the resulting head and length with one store, after
+    /// every payload byte `f` wrote: a crash before that store leaves the deque as it was.
+    fn modify<R>(&mut self, f: impl FnOnce(&mut Ring<&mut [u8]>) -> Result<R, RingError>) -> Result<R, RingError> {
+        let r = &self.header().ring;
+        let (head, len) = layout::unpack_ring(r.ring.load(Relaxed));
+        // SAFETY: this guard holds the lock; `&mut self` rules out any view or message borrowed from this
+        // guard, and the slice does not outlive this call.
+        let slots = unsafe { self.deque.seg.slots_mut() };
+        let mut ring = Ring::new(slots, self.deque.seg.slot_size as usize, head, len)?;
+        let out = f(&mut ring);
+        let (new_head, new_len) = (ring.head(), ring.len());
+        if (new_head, new_len) != (head, len) {
+            r.ring.store(layout::pack_ring(new_head, new_len), Release);
+            if new_len > len {
+                self.added = true;
+                bump(&r.pushed, (new_len - len) as u64);
+                if new_len as u64 > r.high_water.load(Relaxed) {
+                    r.high_water.store(new_len as u64, Relaxed);
+                }
+            } else if new_len < len {
+                self.removed = true;
+                bump(&r.popped, (len - new_len) as u64);
+            } else {
+                // Same length, new head: a pop and a push inside one batch. Both sides may be waiting.
+                self.added = true;
+                self.removed = true;
+            }
+        }
+        out
+    }
+
+    fn recount_producers(&self) {
+        let h = self.header();
+        let n = h.producers.iter().filter(|w| w.load(Relaxed) != 0).count() as u32;
+        h.ring.producers.store(n, Relaxed);
+    }
+
+    /// Number of messages in the deque.
+    pub fn len(&self) -> usize {
+        self.deque.len()
+    }
+
+    /// Whether the deque is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the deque is full.
+    pub fn is_full(&self) -> bool {
+        self.deque.is_full()
+    }
+
+    /// Whether the deque is closed.
+    pub fn is_closed(&self) -> bool {
+        self.deque.is_closed()
+    }
+
+    /// The message at `index` from the front, in place.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the segment's state or the slot's length is out of range.
+    pub fn get(&self, index: usize) -> Result<Option<&[u8]>, Error> {
+        let Ok(i) = u32::try_from(index) else { return Ok(None) };
+        let ring = self.view()?;
+        if i >= ring.len() {
+            return Ok(None);
+        }
+        match ring.get_in(i) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) => Err(self.ring_error(e)),
+        }
+    }
+
+    /// The front message, in place.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn front(&self) -> Result<Option<&[u8]>, Error> {
+        self.get(0)
+    }
+
+    /// The back message, in place.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    pub fn back(&self) -> Result<Option<&[u8]>, Error> {
+        match self.len() {
+            0 => Ok(None),
+            n => self.get(n - 1),
+        }
+    }
+
+    /// Iterates over the messages front to back without removing them.
+    pub fn iter(&self) -> impl Iterator<Item = Result<&[u8], Error>> + '_ {
+        (0..self.len()).map_while(move |i| self.get(i).transpose())
+    }
+
+    /// Pushes at the back if there is room (never waits: the lock is held).
+    ///
+    /// # Errors
+    /// As [`RawDeque::try_push_back`].
+    pub fn try_push_back<'m>(&mut self, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        self.push(End::Back, msg)
+    }
+
+    /// Pushes at the front if there is room.
+    ///
+    /// # Errors
+    /// As [`RawDeque::try_push_front`].
+    pub fn try_push_front<'m>(&mut self, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        self.push(End::Front, msg)
+    }
+
+    fn push<'m>(&mut self, end: End, msg: &'m [u8]) -> Result<(), PushError<&'m [u8]>> {
+        if self.is_closed() {
+            return Err(PushError::Closed(msg));
+        }
+        let r = self.modify(|ring| match end {
+            End::Back => ring.push_back_with(msg.len(), |b| b.copy_from_slice(msg)),
+            End::Front => ring.push_front_with(msg.len(), |b| b.copy_from_slice(msg)),
+        });
+        match r {
+            Ok(()) => Ok(()),
+            Err(RingError::Full) => Err(PushError::Full(msg)),
+            Err(RingError::TooLarge { len, max }) => Err(PushError::TooLarge { value: msg, len, max }),
+            Err(e) => Err(PushError::Failed { value: msg, error: self.ring_error(e) }),
+        }
+    }
+
+    /// Removes the front message if there is one.
+    ///
+    /// # Errors
+    /// [`PopError::Empty`], or [`PopError::Closed`] when closed and drained.
+    pub fn try_pop_front(&mut self) -> Result<Vec<u8>, PopError> {
+        self.pop(End::Front, <[u8]>::to_vec)
+    }
+
+    /// Removes the back message if there is one.
+    ///
+    /// # Errors
+    /// As [`try_pop_front`](Self::try_pop_front).
+    pub fn try_pop_back(&mut self) -> Result<Vec<u8>, PopError> {
+        self.pop(End::Back, <[u8]>::to_vec)
+    }
+
+    pub(crate) fn pop<R>(&mut self, end: End, read: impl FnOnce(&[u8]) -> R) -> Result<R, PopError> {
+        let r = self.modify(|ring| match end {
+            End::Front => ring.pop_front_with(read),
+            End::Back => ring.pop_back_with(read),
+        });
+        match r {
+            Ok(v) => Ok(v),
+            Err(RingError::Empty) if self.is_closed() => Err(PopError::Closed),
+            Err(RingError::Empty) => Err(PopError::Empty),
+            Err(e) => Err(PopError::Failed(self.ring_error(e))),
+        }
+    }
+
+    /// Removes every message; returns how many there were.
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the segment's state is out of range.
+    pub fn clear(&mut self) -> Result<usize, Error> {
+        let r = self.modify(|ring| {
+            let n = ring.len() as usize;
+            ring.clear();
+            Ok(n)
+        });
+        r.map_err(|e| self.ring_error(e))
+    }
+
+    /// Closes the deque (see [`RawDeque::close`]); blocked processes wake when the guard is dropped.
+    pub fn close(&mut self) {
+        self.header().ring.closed.store(1, Release);
+        self.closed = true;
+    }
+}
+
+fn bump(counter: &AtomicU64, n: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Drop for RawLockGuard<'_> {
+    fn drop(&mut self) {
+        let h = self.header();
+        // Read under the lock: a waiter registers under the lock before it sleeps, so a zero here means
+        // nobody needs a wake-up for this change.
+        let wake_not_empty = self.closed || (self.added && h.not_empty.waiters.load(Relaxed) != 0);
+        let wake_not_full = self.closed || (self.removed && h.not_full.waiters.load(Relaxed) != 0);
+        // SAFETY: this guard's existence means this thread holds the mutex.
+        unsafe { os::mutex_unlock(h.lock.0.get()) };
+        if wake_not_empty {
+            RawDeque::signal(&h.not_empty);
+        }
+        if wake_not_full {
+            RawDeque::signal(&h.not_full);
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The deque arithmetic over any byte storage: a fixed number of equal slots used as a circular buffer
+//! with a head index and a length, growable at both ends.
+//!
+//! Nothing here knows about shared memory or locks, so it is tested against
+//! `std::collections::VecDeque` (see the model test below) on a plain `Vec<u8>`. The shared deque runs the
+//! very same code over the slot area of a mapped segment while it holds the segment's lock.
+//!
+//! Indices and lengths handed in from the segment are untrusted: [`Ring::new`] checks them, and every slot
+//! length is checked when the slot is read, so a corrupted segment yields [`RingError::Corrupt`] and never an
+//! out-of-bounds access.
+
+use crate::layout::SLOT_LEN_BYTES;
+
+/// Why a ring operation could not be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RingError {
+    Full,
+    Empty,
+    TooLarge { len: usize, max: usize },
+    Corrupt(String),
+}
+
+/// A view of `capacity` slots of `slot_size` bytes with the deque's head and length.
+///
+/// Invariants (established by [`Ring::new`], kept by every method): `head < capacity`, `len <= capacity`,
+/// `storage.len() == capacity * slot_size`, `slot_size > SLOT_LEN_BYTES`.
+pub(crate) struct Ring<S> {
+    storage: S,
+    slot_size: usize,
+    capacity: u32,
+    head: u32,
+    len: u32,
+}
+
+impl<S: AsRef<[u8]>> Ring<S> {
+    /// Builds a view, checking the untrusted head and length against the geometry.
+    pub(crate) fn new(storage: S, slot_size: usize, head: u32, len: u32) -> Result<Self, RingError> {
+        let bytes = storage.as_ref().len();
+        if slot_size <= SLOT_LEN_BYTES || bytes % slot_size != 0 {
+            return Err(RingError::Corrupt(format!("slot size {slot_size} does not divide the slot area")));
+        }
+        let capacity = u32::try_from(bytes / slot_size)
+            .map_err(|_| RingError::Corrupt("capacity does not fit in 32 bits".into()))?;
+        if head >= capacity || len > capacity {
+            return Err(RingError::Corrupt(format!("head {head} / length {len} out of range for capacity {capacity}")));
+        }
+        Ok(Ring { storage, slot_size, capacity, head, len })
+    }
+
+    pub(crate) fn head(&self) -> u32 {
+        self.head
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.slot_size - SLOT_LEN_BYTES
+    }
+
+    /// Physical slot of the `logical`-th message from the front. Requires `logical < capacity`.
+    #[inline]
+    fn physical(&self, logical: u32) -> u32 {
+        debug_assert!(logical < self.capacity);
+        // head < capacity <= 2^30 and logical < capacity, so the sum cannot overflow.
+        let i = self.head + logical;
+        if i >= self.capacity { i - self.capacity } else { i }
+    }
+
+    /// Where the payload stored in physical slot `index` lies in the storage, with its length checked.
+    fn payload_range(&self, index: u32) -> Result<std::ops::Range<usize>, RingError> {
+        let start = index as usize * self.slot_size;
+        let mut len_bytes = [0u8; SLOT_LEN_BYTES];
+        len_bytes.copy_from_slice(&self.storage.as_ref()[start..start + SLOT_LEN_BYTES]);
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        if len > self.max_payload() {
+            return Err(RingError::Corrupt(format!(
+                "slot {index} claims a {len}-byte message, more than the {}-byte payload",
+                self.max_payload()
+            )));
+        }
+        Ok(start + SLOT_LEN_BYTES..start + SLOT_LEN_BYTES + len)
+    }
+
+    fn logical_range(&self, logical: u32) -> Result<std::ops::Range<usize>, RingError> {
+        if logical >= self.len {
+            return Err(RingError::Empty);
+        }
+        self.payload_range(self.physical(logical))
+    }
+
+    /// The `logical`-th message from the front, without removing it.
+    pub(crate) fn get(&self, logical: u32) -> Result<&[u8], RingError> {
+        Ok(&self.storage.as_ref()[self.logical_range(logical)?])
+    }
+
+    /// Checks every stored slot length; used when recovering a lock whose holder died.
+    pub(crate) fn validate(&self) -> Result<(), RingError> {
+        (0..self.len).try_for_each(|i| self.get(i).map(|_| ()))
+    }
+}
+
+impl<'a> Ring<&'a [u8]> {
+    /// As [`get`](Self::get), borrowing from the storage rather than from the view.
+    pub(crate) fn get_in(&self, logical: u32) -> Result<&'a [u8], RingError> {
+        let storage: &'a [u8] = self.storage;
+        Ok(&storage[self.logical_range(logical)?])
+    }
+}
+
+impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
+    #[inline]
+    fn slot_mut(&mut self, index: u32) -> &mut [u8] {
+        let start = index as usize * self.slot_size;
+        &mut self.storage.as_mut()[start..start + self.slot_size]
+    }
+
+    /// Writes a message of `n` bytes into physical slot `index` through `fill`. Does not publish it.
+    fn fill_slot(&mut self, index: u32, n: usize, fill: impl FnOnce(&mut [u8])) {
+        let slot = self.slot_mut(index);
+        slot[..SLOT_LEN_BYTES].copy_from_slice(&(n as u32).to_le_bytes());
+        fill(&mut slot[SLOT_LEN_BYTES..SLOT_LEN_BYTES + n]);
+    }
+
+    fn check_room(&self, n: usize) -> Result<(), RingError> {
+        if n > self.max_payload() {
+            return Err(RingError::TooLarge { len: n, max: self.max_payload() });
+        }
+        if self.len == self.capacity {
+            return Err(RingError::Full);
+        }
+        Ok(())
+    }
+
+    /// Appends a message of `n` bytes written by `fill` at the back. The slot is filled before head and
+    /// length change, so the caller can publish the new state with one store afterwards.
+    pub(crate) fn push_back_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RingError> {
+        self.check_room(n)?;
+        let index = self.physical(self.len);
+        self.fill_slot(index, n, fill);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Prepends a message of `n` bytes written by `fill` at the front.
+    pub(crate) fn push_front_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RingError> {
+        self.check_room(n)?;
+        let index = if self.head == 0 { self.capacity - 1 } else { self.head - 1 };
+        self.fill_slot(index, n, fill);
+        self.head = index;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Removes the front message, handing its bytes to `read` before the slot can be reused.
+    pub(crate) fn pop_front_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<R, RingError> {
+        let r = read(self.get(0)?);
+        self.head = if self.head + 1 == self.capacity { 0 } else { self.head + 1 };
+        self.len -= 1;
+        Ok(r)
+    }
+
+    /// Removes the back message, handing its bytes to `read` first.
+    pub(crate) fn pop_back_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<R, RingError> {
+        if self.len == 0 {
+            return Err(RingError::Empty);
+        }
+        let r = read(self.get(self.len - 1)?);
+        self.len -= 1;
+        Ok(r)
+    }
+
+    /// Removes every message.
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::VecDeque;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        PushBack(Vec<u8>),
+        PushFront(Vec<u8>),
+        PopFront,
+        PopBack,
+        Get(u32),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let msg = proptest::collection::vec(any::<u8>(), 0..20);
+        prop_oneof![
+            4 => msg.clone().prop_map(Op::PushBack),
+            3 => msg.prop_map(Op::PushFront),
+            3 => Just(Op::PopFront),
+            3 => Just(Op::PopBack),
+            2 => (0u32..8).prop_map(Op::Get),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// Random operations at both ends behave exactly as a bounded VecDeque, including the head and
+        /// length carried from one view to the next as the shared deque does between lock acquisitions.
+        #[test]
+        fn matches_vecdeque(cap in 1u32..6, slot_size in 8usize..24, ops in proptest::collection::vec(op(), 0..200)) {
+            let mut storage = vec![0u8; cap as usize * slot_size];
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            let (mut head, mut len) = (0u32, 0u32);
+            let max = slot_size - SLOT_LEN_BYTES;
+            for op in ops {
+                let mut ring = Ring::new(&mut storage[..], slot_size, head, len).unwrap();
+                match op {
+                    Op::PushBack(m) | Op::PushFront(m) if m.len() > max => {
+                        let r = ring.push_back_with(m.len(), |b| b.copy_from_slice(&m));
+                        prop_assert_eq!(r, Err(RingError::TooLarge { len: m.len(), max }));
+                    }
+                    Op::PushBack(m) => {
+                        let r = ring.push_back_with(m.len(), |b| b.copy_from_slice(&m));
+                        if model.len() == cap as usize { prop_assert_eq!(r, Err(RingError::Full)); }
+                        else { prop_assert!(r.is_ok()); model.push_back(m); }
+                    }
+                    Op::PushFront(m) => {
+                        let r = ring.push_front_with(m.len(), |b| b.copy_from_slice(&m));
+                        if model.len() == cap as usize { prop_assert_eq!(r, Err(RingError::Full)); }
+                        else { prop_assert!(r.is_ok()); model.push_front(m); }
+                    }
+                    Op::PopFront => {
+                        let r = ring.pop_front_with(|b| b.to_vec());
+                        prop_assert_eq!(r.ok(), model.pop_front());
+                    }
+                    Op::PopBack => {
+                        let r = ring.pop_back_with(|b| b.to_vec());
+                        prop_assert_eq!(r.ok(), model.pop_back());
+                    }
+                    Op::Get(i) => {
+                        prop_assert_eq!(ring.get(i).ok().map(<[u8]>::to_vec), model.get(i as usize).cloned());
+                    }
+                    Op::Clear => { ring.clear(); model.clear(); }
+                }
+                prop_assert_eq!(ring.len() as usize, model.len());
+                prop_assert!(ring.validate().is_ok());
+                head = ring.head();
+                len = ring.len();
+            }
+        }
+    }
+
+    #[test]
+    fn untrusted_state_is_refused() {
+        let mut storage = vec![0u8; 4 * 8];
+        assert!(matches!(Ring::new(&storage[..], 8, 4, 0), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&storage[..], 8, 0, 5), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&mut storage, 7, 0, 0), Err(RingError::Corrupt(_))));
+        storage[..4].copy_from_slice(&100u32.to_le_bytes());
+        let ring = Ring::new(&storage[..], 8, 0, 1).unwrap();
+        assert!(matches!(ring.get(0), Err(RingError::Corrupt(_))));
+        assert!(ring.validate().is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! Creating, opening and validating a segment: the readiness handshake between a creator and its openers.
+//!
+//! The mapping itself comes from the `shared_memory` crate. This module covers what it leaves open:
+//!
+//! * `create` there is `shm_open(O_CREAT|O_EXCL)` followed by `ftruncate`, so an opener can find a
+//!   zero-length file in between: openers retry that until their open timeout.
+//! * The creator publishes [`STATE_READY`] with a Release store only after the header is fully initialized
+//!   (the SYNC POINT below); openers read it with Acquire and never look at anything else before it.
+//! * A creator that dies before READY leaves its pid in the header: openers report it as abandoned, and an
+//!   open-or-create takes it over (one winner, by compare-and-swap on the pid).
+//! * The file's pages are reserved with `posix_fallocate` so that a full /dev/shm fails the create instead
+//!   of raising SIGBUS on a later push, and the mode is set with `fchmod` (the crate always uses 0600).
+//! * Everything in a header written by someone else is validated before use.
+
+use std::os::fd::OwnedFd;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
+
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+
+use crate::err::Error;
+use crate::layout::{self, HEADER_SIZE, Header, LAYOUT_VERSION, MAGIC, STATE_READY};
+use crate::os;
+use crate::{Config, CreateMode};
+
+/// A mapped, validated segment. The geometry fields are copies taken once at open, never re-read from
+/// shared memory, so a hostile writer cannot change the bounds this process uses.
+pub(crate) struct Segment {
+    name: String,
+    // Keeps the mapping alive; `header` and `slots` point into it.
+    _map: Shmem,
+    fd: OwnedFd,
+    header: *const Header,
+    slots: *mut u8,
+    pub(crate) capacity: u32,
+    pub(crate) slot_size: u32,
+    pub(crate) len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory that any thread may access; all header fields are atomics or
+// a process-shared mutex, and slot bytes are only touched while holding that mutex.
+unsafe impl Send for Segment {}
+// SAFETY: as for Send; `&Segment` only hands out `&Header` (atomics) and slot pointers used under the lock.
+unsafe impl Sync for Segment {}
+
+/// Checks a deque name: the same rules for every entry point, so every binary refuses the same names.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.contains('/') {
+        "it contains '/'"
+    } else if name.contains('\0') {
+        "it contains a NUL byte"
+    } else if name == "." || name == ".." {
+        "'.' and '..' are not segment names"
+    } else if name.len() > os::MAX_NAME_LEN {
+        "it is longer than 254 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidName { name: name.to_owned(), reason })
+}
+
+fn os_err(name: &str, op: &'static str, source: std::io::Error) -> Error {
+    match source.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: name.to_owned() },
+        Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
+        Some(libc::ENOSPC) => Error::NoSpace { name: name.to_owned(), bytes: 0 },
+        _ => Error::Os { name: name.to_owned(), op, source },
+    }
+}
+
+fn shmem_err(name: &str, op: &'static str, e: ShmemError) -> Error {
+    match e {
+        ShmemError::MappingIdExists => Error::AlreadyExists { name: name.to_owned() },
+        ShmemError::MapCreateFailed(c) | ShmemError::MapOpenFailed(c) | ShmemError::UnknownOsError(c) => {
+            os_err(name, op, std::io::Error::from_raw_os_error(c as i32))
+        }
+        other => Error::Os { name: name.to_owned(), op, source: std::io::Error::other(other.to_string()) },
+    }
+}
+
+/// What an opener found while polling a segment that is not ready yet.
+enum Pending {
+    Ready,
+    Creating,
+    Abandoned(u32),
+}
+
+impl Segment {
+    /// Creates, opens, or opens-or-creates the segment as the configuration says.
+    pub(crate) fn attach(cfg: &Config) -> Result<Segment, Error> {
+        check_name(&cfg.name)?;
+        let deadline = Instant::now() + cfg.open_timeout;
+        loop {
+            match cfg.create_mode {
+                CreateMode::CreateExclusive => return Segment::create(cfg),
+                CreateMode::Open => return Segment::open(cfg, deadline),
+                CreateMode::OpenOrCreate => match Segment::create(cfg) {
+                    Err(Error::AlreadyExists { .. }) => match Segment::open(cfg, deadline) {
+                        // Removed between our create and open: try creating again, within the timeout.
+                        Err(Error::NotFound { .. }) if Instant::now() < deadline => continue,
+                        r => return r,
+                    },
+                    r => return r,
+                },
+            }
+        }
+    }
+
+    fn create(cfg: &Config) -> Result<Segment, Error> {
+        let name = cfg.name.as_str();
+        let (capacity, slot_size) = (cfg.capacity, cfg.slot_size);
+        let len = layout::check_geometry(capacity as u64, slot_size as u64).map_err(Error::InvalidConfig)?;
+        let mut map = ShmemConf::new()
+            .os_id(format!("/{name}"))
+            .size(len)
+            .create()
+            .map_err(|e| shmem_err(name, "creating the segment", e))?;
+        // The name outlives this handle: only `remove` or the last detach of a drained, closed deque unlinks it.
+        map.set_owner(false);
+        let fail = |e: Error| {
+            let _ = os::shm_unlink(name);
+            e
+        };
+        let fd = os::shm_open(name, true).map_err(|e| fail(os_err(name, "reopening the new segment", e)))?;
+        os::reserve(&fd, len).map_err(|e| {
+            fail(match e.raw_os_error() {
+                Some(libc::ENOSPC) | Some(libc::EFBIG) => Error::NoSpace { name: name.to_owned(), bytes: len as u64 },
+                _ => os_err(name, "reserving the segment's memory", e),
+            })
+        })?;
+        os::set_mode(&fd, cfg.mode).map_err(|e| fail(os_err(name, "setting the segment's mode", e)))?;
+        let seg = Segment::from_parts(name, map, fd, capacity, slot_size, len);
+        seg.header().creator_pid.store(os::current_pid(), Relaxed);
+        seg.initialize().map_err(fail)?;
+        Ok(seg)
+    }
+
+    /// Writes a fresh header. The caller is the only process using this header: it created the segment, or
+    /// won the takeover of an abandoned one.
+    fn initialize(&self) -> Result<(), Error> {
+        let h = self.header();
+        h.capacity.store(self.capacity as u64, Relaxed);
+        h.slot_size.store(self.slot_size as u64, Relaxed);
+        h.segment_len.store(self.len as u64, Relaxed);
+        // SAFETY: the mutex memory lies inside the mapping and nobody else touches it before READY.
+        unsafe { os::mutex_init(h.lock.0.get()) }.map_err(|e| Error::Os {
+            name: self.name.clone(),
+            op: "initializing the lock",
+            source: e,
+        })?;
+        let r = &h.ring;
+        r.ring.store(layout::pack_ring(0, 0), Relaxed);
+        for w in [&r.closed, &r.attached, &r.producers] {
+            w.store(0, Relaxed);
+        }
+        for w in [&r.pushed, &r.popped, &r.recoveries, &r.high_water] {
+            w.store(0, Relaxed);
+        }
+        for w in [&h.not_empty, &h.not_full] {
+            for c in [&w.seq, &w.waiters, &w.sleepers] {
+                c.store(0, Relaxed);
+            }
+        }
+        for p in &h.producers {
+            p.store(0, Relaxed);
+        }
+        h.magic.store(MAGIC, Relaxed);
+        h.version.store(LAYOUT_VERSION, Relaxed);
+        // SYNC POINT: everything above becomes visible to an opener that reads READY with Acquire.
+        h.state.store(STATE_READY, Release);
+        Ok(())
+    }
+
+    fn open(cfg: &Config, deadline: Instant) -> Result<Segment, Error> {
+        let name = cfg.name.as_str();
+        let start = Instant::now();
+        let not_ready = || Error::NotReady { name: name.to_owned(), waited: start.elapsed() };
+        // Map the file, waiting out the window between the creator's shm_open and ftruncate.
+        let (map, fd, info) = loop {
+            let fd = os::shm_open(name, true).map_err(|e| os_err(name, "opening the segment", e))?;
+            let info = os::file_info(&fd).map_err(|e| os_err(name, "reading the segment's size", e))?;
+            if info.size == 0 {
+                if Instant::now() >= deadline {
+                    return Err(not_ready());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            if (info.size as usize) < HEADER_SIZE {
+                let mut magic = [0u8; 8];
+                let ours = os::read_prefix(&fd, &mut magic).is_ok_and(|n| n == 8) && magic == MAGIC.to_le_bytes();
+                return Err(if ours {
+                    Error::Corrupted { name: name.to_owned(), what: format!("it is truncated to {} bytes", info.size) }
+                } else {
+                    Error::NotADeque { name: name.to_owned() }
+                });
+            }
+            let map = ShmemConf::new()
+                .os_id(format!("/{name}"))
+                .open()
+                .map_err(|e| shmem_err(name, "mapping the segment", e))?;
+            break (map, fd, info);
+        };
+        // The mapping's own length, not the earlier fstat, bounds everything this process touches.
+        let len = map.len();
+        if len < HEADER_SIZE || len as u64 != info.size {
+            return Err(Error::Corrupted {
+                name: name.to_owned(),
+                what: "its size changed while it was opened".into(),
+            });
+        }
+        let mut seg = Segment::from_parts(name, map, fd, 0, 0, len);
+        loop {
+            match seg.pending()? {
+                Pending::Ready => break,
+                Pending::Creating if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Pending::Creating => return Err(not_ready()),
+                Pending::Abandoned(pid) if cfg.create_mode == CreateMode::OpenOrCreate => {
+                    seg.take_over(cfg, pid)?;
+                }
+                Pending::Abandoned(pid) => return Err(Error::Abandoned { name: name.to_owned(), pid }),
+            }
+        }
+        seg.validate_identity()?;
+        if (cfg.explicit_capacity && seg.capacity != cfg.capacity)
+            || (cfg.explicit_slot_size && seg.slot_size != cfg.slot_size)
+        {
+            return Err(Error::GeometryMismatch {
+                name: name.to_owned(),
+                capacity: seg.capacity,
+                slot_size: seg.slot_size,
+                requested_capacity: cfg.capacity,
+                requested_slot_size: cfg.slot_size,
+            });
+        }
+        Ok(seg)
+    }
+
+    fn pending(&self) -> Result<Pending, Error> {
+        let h = self.header();
+        if h.state.load(Acquire) == STATE_READY {
+            return Ok(Pending::Ready);
+        }
+        let magic = h.magic.load(Relaxed);
+        if magic != 0 && magic != MAGIC {
+            return Err(Error::NotADeque { name: self.name.clone() });
+        }
+        let pid = h.creator_pid.load(Relaxed);
+        if pid != 0 && !os::process_alive(pid, 0) {
+            return Ok(Pending::Abandoned(pid));
+        }
+        Ok(Pending::Creating)
+    }
+
+    /// Re-initializes a segment whose creator died before READY. Exactly one opener wins the pid swap; the
+    /// others keep polling and see READY once the winner is done.
+    fn take_over(&mut self, cfg: &Config, dead_pid: u32) -> Result<(), Error> {
+        let h = self.header();
+        if h.creator_pid.compare_exchange(dead_pid, os::current_pid(), Relaxed, Relaxed).is_err() {
+            return Ok(());
+        }
+        let wanted = layout::check_geometry(cfg.capacity as u64, cfg.slot_size as u64).map_err(Error::InvalidConfig)?;
+        if wanted != self.len {
+            // Give the claim back so that the segment stays recognizably abandoned.
+            h.creator_pid.store(dead_pid, Relaxed);
+            return Err(Error::Abandoned { name: self.name.clone(), pid: dead_pid });
+        }
+        os::reserve(&self.fd, self.len).map_err(|e| os_err(&self.name, "reserving the segment's memory", e))?;
+        os::set_mode(&self.fd, cfg.mode).map_err(|e| os_err(&self.name, "setting the segment's mode", e))?;
+        self.capacity = cfg.capacity;
+        self.slot_size = cfg.slot_size;
+        self.initialize()
+    }
+
+    /// Checks a READY header against this build and the file, and takes the geometry from it.
+    fn validate_identity(&mut self) -> Result<(), Error> {
+        let h = self.header();
+        let name = || self.name.clone();
+        if h.magic.load(Relaxed) != MAGIC {
+            return Err(Error::NotADeque { name: name() });
+        }
+        let version = h.version.load(Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(Error::VersionMismatch { name: name(), found: version, expected: LAYOUT_VERSION });
+        }
+        let (cap, slot) = (h.capacity.load(Relaxed), h.slot_size.load(Relaxed));
+        let expected = layout::check_geometry(cap, slot).map_err(|what| Error::Corrupted { name: name(), what })?;
+        let recorded = h.segment_len.load(Relaxed);
+        if expected != self.len || recorded != self.len as u64 {
+            return Err(Error::Corrupted {
+                name: name(),
+                what: format!(
+                    "header says {cap} slots of {slot} bytes ({expected} bytes, recorded {recorded}) \
+                     but the segment is {} bytes",
+                    self.len
+                ),
+            });
+        }
+        self.capacity = cap as u32;
+        self.slot_size = slot as u32;
+        Ok(())
+    }
+
+    fn from_parts(name: &str, map: Shmem, fd: OwnedFd, capacity: u32, slot_size: u32, len: usize) -> Segment {
+        let base = map.as_ptr();
+        // SAFETY: callers guarantee len >= HEADER_SIZE == map.len() of the mapping, so the slot area starts
+        // inside (or exactly at the end of) the mapping.
+        let slots = unsafe { base.add(HEADER_SIZE) };
+        Segment { name: name.to_owned(), _map: map, fd, header: base.cast(), slots, capacity, slot_size, len }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned (so aligned for Header), lives as
+        // long as `self`, and every Header field is an atomic or a mutex cell, valid for any bit pattern and
+        // safe to share between threads and processes.
+        unsafe { &*self.header }
+    }
+
+    /// The slot area, read-only.
+    ///
+    /// # Safety
+    /// The caller must hold the segment's lock for as long as the slice lives, and no mutable slice of the
+    /// slot area may exist meanwhile.
+    pub(crate) unsafe fn slots(&self) -> &[u8] {
+        let n = self.len - HEADER_SIZE;
+        // SAFETY: `slots .. slots + n` is the mapped slot area (len was validated against the file and the
+        // geometry); the absence of writers is the caller's obligation per this function's contract.
+        unsafe { std::slice::from_raw_parts(self.slots, n) }
+    }
+
+    /// The slot area as bytes.
+    ///
+    /// # Safety
+    /// The caller must hold the segment's lock for as long as the slice lives, and must not create another
+    /// slice of the slot area meanwhile: the lock is what keeps other processes from writing these bytes.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slots_mut(&self) -> &mut [u8] {
+        let n = self.len - HEADER_SIZE;
+        debug_assert_eq!(n, self.capacity as usize * self.slot_size as usize);
+        // SAFETY: `slots` .. `slots + n` is the mapped slot area (len was validated against the file and the
+        // geometry); exclusivity is the caller's obligation per this function's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.slots, n) }
+    }
+
+    /// Size, mode and owner of the segment file.
+    pub(crate) fn file_info(&self) -> Result<os::FileInfo, Error> {
+        os::file_info(&self.fd).map_err(|e| os_err(&self.name, "reading the segment's attributes", e))
+    }
+
+    /// Unlinks the name if it still refers to this segment (not to a newer one created after a removal).
+    pub(crate) fn unlink_if_same(&self) {
+        let same = |named: OwnedFd| os::file_info(&named).ok().map(|i| i.ino);
+        if let (Ok(ours), Ok(named)) = (os::file_info(&self.fd), os::shm_open(&self.name, false))
+            && same(named) == Some(ours.ino)
+        {
+            let _ = os::shm_unlink(&self.name);
+        }
+    }
+}
