@@ -41,6 +41,7 @@ mod os;
 mod raw;
 mod ring;
 mod segment;
+pub mod synth;
 
 use std::time::Duration;
 
