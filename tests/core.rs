@@ -1,0 +1,537 @@
+//! Library behaviour across real processes: each test re-executes this test binary as child processes
+//! (see `child_entry`), all on a real segment with a unique name that a guard removes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, synth};
+
+const ROLE: &str = "SHMDEQUE_CORE_ROLE";
+const NAME: &str = "SHMDEQUE_CORE_NAME";
+const ARG: &str = "SHMDEQUE_CORE_ARG";
+/// Upper bound on any single wait in these tests; reaching it fails the test instead of hanging it.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A unique segment name, removed when the test ends (pass or fail).
+struct Name(String);
+
+impl Name {
+    fn new(test: &str) -> Name {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("shmdeque-core-{}-{}-{}", std::process::id(), test, N.fetch_add(1, Ordering::Relaxed));
+        let _ = shmdeque::remove(&name);
+        Name(name)
+    }
+    fn exists(&self) -> bool {
+        std::path::Path::new("/dev/shm").join(&self.0).exists()
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = shmdeque::remove(&self.0);
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A child process running one role, killed if still running when dropped.
+struct Kid(Child);
+
+impl Kid {
+    fn spawn(role: &str, name: &str, arg: impl ToString) -> Kid {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(ROLE, role)
+            .env(NAME, name)
+            .env(ARG, arg.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        Kid(child)
+    }
+
+    /// Waits for the child to print `line` on its stdout (its "I am in position" signal).
+    fn await_line(&mut self, line: &str) {
+        let out = self.0.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let want = line.to_owned();
+        thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                // The harness may have printed "test child_entry ... " on the same line.
+                if l.trim_end().ends_with(&want) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(WATCHDOG).unwrap_or_else(|_| panic!("child never printed {line:?}"));
+    }
+
+    /// Exit status code, failing the test if the child runs past the watchdog.
+    fn wait(mut self) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(start.elapsed() < WATCHDOG, "child did not finish within the watchdog");
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            self.kill();
+        }
+    }
+}
+
+fn open_raw(name: &str) -> RawDeque {
+    Builder::new(name).create_mode(CreateMode::Open).open_raw().expect("open")
+}
+
+fn signal_ready(what: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    writeln!(out, "{what}").unwrap();
+    out.flush().unwrap();
+}
+
+/// The child side of every cross-process test. Does nothing in a normal test run.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE) else { return };
+    let name = std::env::var(NAME).unwrap();
+    let arg: u64 = std::env::var(ARG).unwrap().parse().unwrap_or(0);
+    let code = match role.as_str() {
+        "produce" => {
+            let q = open_raw(&name);
+            let mut buf = [0u8; 64];
+            for seq in 0..arg {
+                synth::fill(&mut buf, 1, seq);
+                q.push_back(&buf).unwrap();
+            }
+            0
+        }
+        "produce_front" => {
+            let q = open_raw(&name);
+            for seq in 0..arg {
+                q.push_front(&synth::make(2, seq, 40)).unwrap();
+            }
+            0
+        }
+        "hold_lock" => {
+            let q = open_raw(&name);
+            let _guard = q.lock().unwrap();
+            signal_ready("locked");
+            thread::sleep(WATCHDOG);
+            1
+        }
+        "die_mid_push" => {
+            let q = open_raw(&name);
+            let _ = q.push_back_with(1000, None, |slot| {
+                slot[..500].fill(b'x');
+                signal_ready("writing");
+                thread::sleep(WATCHDOG);
+            });
+            1
+        }
+        "block_pop" => {
+            let q = open_raw(&name);
+            signal_ready("waiting");
+            match q.pop_front_timeout(WATCHDOG) {
+                Ok(m) if m == b"wake" => 0,
+                Ok(_) => 3,
+                Err(PopError::Closed) => 10,
+                Err(_) => 2,
+            }
+        }
+        "block_push" => {
+            let q = open_raw(&name);
+            signal_ready("waiting");
+            match q.push_back_timeout(b"late", WATCHDOG) {
+                Ok(()) => 0,
+                Err(PushError::Closed(_)) => 10,
+                Err(_) => 2,
+            }
+        }
+        "race_open" => {
+            let q = Builder::new(&name).capacity(16).slot_size(64).open_raw().unwrap();
+            q.push_back(&arg.to_le_bytes()).unwrap();
+            0
+        }
+        "typed_produce" => {
+            let q = Builder::new(&name).create_mode(CreateMode::Open).open::<Job>().unwrap();
+            for id in 0..arg {
+                q.push_back(Job::new(id)).unwrap();
+            }
+            q.close().unwrap();
+            0
+        }
+        other => panic!("unknown role {other}"),
+    };
+    std::process::exit(code);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Job {
+    id: u64,
+    name: String,
+    weights: Vec<f32>,
+}
+
+impl Job {
+    fn new(id: u64) -> Job {
+        Job { id, name: format!("job-{id}"), weights: vec![id as f32; (id % 5) as usize] }
+    }
+}
+
+#[test]
+fn a_million_messages_between_two_processes_arrive_in_order() {
+    let name = Name::new("million");
+    let q = Builder::new(&*name).capacity(1024).slot_size(128).open_raw().unwrap();
+    let n = 1_000_000;
+    let kid = Kid::spawn("produce", &name, n);
+    let mut verifier = synth::Verifier::new(true);
+    let mut batch = Vec::new();
+    while verifier.count() < n {
+        batch.clear();
+        q.pop_front_many_timeout(256, &mut batch, WATCHDOG).expect("pop within the watchdog");
+        for m in &batch {
+            assert_eq!(m.len(), 64);
+            verifier.observe(m).unwrap();
+        }
+    }
+    assert_eq!(kid.wait(), 0);
+    let stats = q.stats().unwrap();
+    assert_eq!((stats.pushed, stats.popped, stats.len), (n, n, 0));
+    assert!(stats.high_water >= 1 && stats.high_water <= 1024);
+}
+
+#[test]
+fn pushing_at_the_front_and_popping_at_the_back_is_fifo_across_processes() {
+    let name = Name::new("ends");
+    let q = Builder::new(&*name).capacity(8).slot_size(64).open_raw().unwrap();
+    let n = 20_000;
+    let kid = Kid::spawn("produce_front", &name, n);
+    let mut verifier = synth::Verifier::new(true);
+    while verifier.count() < n {
+        let m = q.pop_back_timeout(WATCHDOG).unwrap();
+        assert_eq!(verifier.observe(&m).unwrap().producer, 2);
+    }
+    assert_eq!(kid.wait(), 0);
+}
+
+#[test]
+fn both_ends_in_one_process_behave_like_vecdeque() {
+    let name = Name::new("lifo");
+    let q = Builder::new(&*name).capacity(4).slot_size(16).open::<u32>().unwrap();
+    for i in 0..4 {
+        q.push_back(i).unwrap();
+    }
+    assert!(q.is_full());
+    assert_eq!(q.try_push_front(9).unwrap_err().into_inner(), 9);
+    assert_eq!((q.peek_front().unwrap(), q.peek_back().unwrap()), (Some(0), Some(3)));
+    assert_eq!(q.pop_back().unwrap(), 3); // LIFO at the back
+    assert_eq!(q.pop_back().unwrap(), 2);
+    q.push_front(7).unwrap();
+    let g = q.lock().unwrap();
+    assert_eq!(g.iter().collect::<Result<Vec<_>, _>>().unwrap(), [7, 0, 1]);
+    drop(g);
+    assert_eq!(q.clear().unwrap(), 3);
+    assert!(q.try_pop_front().unwrap_err().is_empty());
+}
+
+#[test]
+fn timeouts_on_full_and_empty_hand_the_message_back() {
+    let name = Name::new("timeouts");
+    let q = Builder::new(&*name).capacity(2).slot_size(32).open_raw().unwrap();
+    assert!(matches!(q.pop_front_timeout(Duration::from_millis(30)), Err(PopError::Timeout)));
+    assert!(matches!(q.try_pop_back(), Err(PopError::Empty)));
+    q.push_back(b"a").unwrap();
+    q.push_back(b"b").unwrap();
+    match q.push_back_timeout(b"c", Duration::from_millis(30)) {
+        Err(PushError::Timeout(m)) => assert_eq!(m, b"c"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(q.try_push_front(b"c").unwrap_err().is_full());
+    assert_eq!(q.len(), 2);
+}
+
+#[test]
+fn a_blocked_pop_wakes_for_a_push_from_another_process() {
+    let name = Name::new("wake");
+    let q = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
+    let mut kid = Kid::spawn("block_pop", &name, 0);
+    kid.await_line("waiting");
+    // Give the child time to go past its spin into the futex sleep; correctness does not depend on it.
+    thread::sleep(Duration::from_millis(50));
+    q.push_back(b"wake").unwrap();
+    assert_eq!(kid.wait(), 0);
+}
+
+#[test]
+fn a_blocked_push_wakes_when_room_is_made() {
+    let name = Name::new("wakepush");
+    let q = Builder::new(&*name).capacity(1).slot_size(32).open_raw().unwrap();
+    q.push_back(b"first").unwrap();
+    let mut kid = Kid::spawn("block_push", &name, 0);
+    kid.await_line("waiting");
+    thread::sleep(Duration::from_millis(50));
+    assert_eq!(q.pop_front().unwrap(), b"first");
+    assert_eq!(kid.wait(), 0);
+    assert_eq!(q.pop_front_timeout(WATCHDOG).unwrap(), b"late");
+}
+
+#[test]
+fn close_wakes_blocked_processes_and_drains() {
+    let name = Name::new("close");
+    let q = Builder::new(&*name).capacity(1).slot_size(32).open_raw().unwrap();
+    let mut popper = Kid::spawn("block_pop", &name, 0);
+    popper.await_line("waiting");
+    thread::sleep(Duration::from_millis(50));
+    q.close().unwrap();
+    assert_eq!(popper.wait(), 10, "a blocked pop on an empty deque reports Closed");
+
+    let name2 = Name::new("close2");
+    let q2 = Builder::new(&*name2).capacity(1).slot_size(32).open_raw().unwrap();
+    q2.push_back(b"kept").unwrap();
+    let mut pusher = Kid::spawn("block_push", &name2, 0);
+    pusher.await_line("waiting");
+    thread::sleep(Duration::from_millis(50));
+    q2.close().unwrap();
+    assert_eq!(pusher.wait(), 10, "a blocked push on a full deque reports Closed");
+    assert!(q2.try_push_back(b"x").unwrap_err().is_closed());
+    assert_eq!(q2.pop_front().unwrap(), b"kept", "pops drain what is left");
+    assert!(q2.pop_front().unwrap_err().is_closed());
+    drop((q, q2));
+}
+
+#[test]
+fn the_last_handle_of_a_closed_drained_deque_removes_it() {
+    let name = Name::new("lifetime");
+    let a = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
+    let b = open_raw(&name);
+    a.push_back(b"m").unwrap();
+    a.close().unwrap();
+    drop(a);
+    assert!(name.exists(), "another handle is still attached");
+    drop(b);
+    assert!(name.exists(), "closed but not drained: kept");
+    let c = open_raw(&name);
+    assert_eq!(c.pop_front().unwrap(), b"m");
+    drop(c);
+    assert!(!name.exists(), "closed, drained and detached: removed");
+
+    let open = Name::new("lifetime-open");
+    drop(Builder::new(&*open).open_raw().unwrap());
+    assert!(open.exists(), "a deque that is not closed persists");
+}
+
+#[test]
+fn a_holder_killed_inside_the_lock_is_recovered() {
+    let name = Name::new("killheld");
+    let q = Builder::new(&*name).capacity(8).slot_size(64).open_raw().unwrap();
+    q.push_back(b"before").unwrap();
+    let mut kid = Kid::spawn("hold_lock", &name, 0);
+    kid.await_line("locked");
+    assert!(matches!(q.push_back_timeout(b"x", Duration::from_millis(20)), Err(PushError::Timeout(_))));
+    kid.kill();
+    q.push_back_timeout(b"after", WATCHDOG).expect("the lock is recovered");
+    assert_eq!(q.pop_front().unwrap(), b"before");
+    assert_eq!(q.pop_front().unwrap(), b"after");
+    assert_eq!(q.stats().unwrap().lock_recoveries, 1);
+}
+
+#[test]
+fn a_push_killed_halfway_through_its_payload_leaves_no_torn_message() {
+    let name = Name::new("killwrite");
+    let q = Builder::new(&*name).capacity(4).slot_size(2048).open_raw().unwrap();
+    q.push_back(b"whole").unwrap();
+    let mut kid = Kid::spawn("die_mid_push", &name, 0);
+    kid.await_line("writing");
+    kid.kill();
+    let g = q.lock().unwrap();
+    assert_eq!(g.iter().collect::<Result<Vec<_>, _>>().unwrap(), [&b"whole"[..]]);
+    drop(g);
+    let s = q.stats().unwrap();
+    assert_eq!((s.len, s.lock_recoveries), (1, 1));
+}
+
+#[test]
+fn waiters_killed_while_blocked_do_not_swallow_wake_ups() {
+    let name = Name::new("killwaiters");
+    let q = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
+    let mut doomed: Vec<Kid> = (0..3).map(|_| Kid::spawn("block_pop", &name, 0)).collect();
+    for k in &mut doomed {
+        k.await_line("waiting");
+    }
+    thread::sleep(Duration::from_millis(100));
+    for k in &mut doomed {
+        k.kill();
+    }
+    let mut survivor = Kid::spawn("block_pop", &name, 0);
+    survivor.await_line("waiting");
+    thread::sleep(Duration::from_millis(50));
+    q.push_back(b"wake").unwrap();
+    assert_eq!(survivor.wait(), 0, "the live waiter got the message");
+    assert!(q.is_empty());
+}
+
+#[test]
+fn processes_racing_to_open_or_create_share_one_deque() {
+    let name = Name::new("race");
+    let kids: Vec<Kid> = (0..8).map(|i| Kid::spawn("race_open", &name, i)).collect();
+    for k in kids {
+        assert_eq!(k.wait(), 0);
+    }
+    let q = open_raw(&name);
+    let mut seen: Vec<u64> = (0..8).map(|_| u64::from_le_bytes(q.pop_front().unwrap().try_into().unwrap())).collect();
+    seen.sort();
+    assert_eq!(seen, (0..8).collect::<Vec<_>>());
+}
+
+#[test]
+fn typed_values_cross_processes_and_bad_bytes_come_back() {
+    let name = Name::new("typed");
+    let q = Builder::new(&*name).capacity(16).slot_size(256).open::<Job>().unwrap();
+    let kid = Kid::spawn("typed_produce", &name, 500);
+    let mut got = Vec::new();
+    loop {
+        match q.pop_front_many_timeout(32, &mut got, WATCHDOG) {
+            Ok(_) => {}
+            Err(PopError::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(kid.wait(), 0);
+    assert_eq!(got, (0..500).map(Job::new).collect::<Vec<_>>());
+
+    // A message that is not a Job is removed once and handed back as bytes.
+    let other = Name::new("typed-bad");
+    let t = Builder::new(&*other).capacity(4).slot_size(64).open::<Job>().unwrap();
+    t.as_raw().push_back(&[0xff, 0xff, 0xff]).unwrap();
+    match t.pop_front() {
+        Err(PopError::Decode { bytes, .. }) => assert_eq!(bytes, [0xff, 0xff, 0xff]),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert!(t.is_empty());
+}
+
+#[test]
+fn many_threads_at_both_ends_deliver_every_message_once() {
+    let name = Name::new("threads");
+    let q = Builder::new(&*name).capacity(3).slot_size(32).open::<u64>().unwrap();
+    let per = 20_000u64;
+    let mut seen = thread::scope(|s| {
+        for t in 0..2u64 {
+            let q = &q;
+            s.spawn(move || {
+                for i in 0..per {
+                    let v = t * per + i;
+                    if i % 2 == 0 { q.push_back(v) } else { q.push_front(v) }.unwrap();
+                }
+            });
+        }
+        let poppers: Vec<_> = (0..2)
+            .map(|t| {
+                let q = &q;
+                s.spawn(move || {
+                    (0..per)
+                        .map(|_| if t == 0 { q.pop_front_timeout(WATCHDOG) } else { q.pop_back_timeout(WATCHDOG) })
+                        .collect::<Result<Vec<_>, _>>()
+                        .unwrap()
+                })
+            })
+            .collect();
+        poppers.into_iter().flat_map(|p| p.join().unwrap()).collect::<Vec<_>>()
+    });
+    seen.sort();
+    assert_eq!(seen, (0..2 * per).collect::<Vec<_>>());
+}
+
+#[test]
+fn misuse_gets_typed_errors() {
+    let name = Name::new("misuse");
+    let q = Builder::new(&*name).capacity(2).slot_size(16).open_raw().unwrap();
+    // Too large: refused, deque unchanged.
+    let big = [1u8; 13];
+    match q.try_push_back(&big) {
+        Err(PushError::TooLarge { len: 13, max: 12, value }) => assert_eq!(value, &big[..]),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(q.len(), 0);
+    // Taking the lock twice on one thread is an error, not a deadlock.
+    let g = q.lock().unwrap();
+    assert!(matches!(q.try_push_back(b"x"), Err(PushError::Failed { error: Error::AlreadyLocked { .. }, .. })));
+    drop(g);
+    // Creation modes and geometry.
+    assert!(matches!(
+        Builder::new(&*name).create_mode(CreateMode::CreateExclusive).open_raw(),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(Builder::new(&*name).capacity(3).open_raw(), Err(Error::GeometryMismatch { .. })));
+    assert!(Builder::new(&*name).slot_size(16).open_raw().is_ok());
+    let missing = Name::new("missing");
+    assert!(matches!(Builder::new(&*missing).create_mode(CreateMode::Open).open_raw(), Err(Error::NotFound { .. })));
+    for bad in ["", "a/b", ".."] {
+        assert!(matches!(Builder::new(bad).open_raw(), Err(Error::InvalidName { .. })), "{bad:?}");
+    }
+    assert!(matches!(Builder::new("x".repeat(300)).open_raw(), Err(Error::InvalidName { .. })));
+    assert!(matches!(Builder::new(&*missing).capacity(0).open_raw(), Err(Error::InvalidConfig(_))));
+    assert!(matches!(Builder::new(&*missing).slot_size(4).open_raw(), Err(Error::InvalidConfig(_))));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn a_corrupted_header_gives_typed_errors() {
+    use std::os::unix::fs::FileExt;
+    let name = Name::new("corrupt");
+    let q = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
+    q.push_back(b"hello").unwrap();
+    drop(q);
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(format!("/dev/shm/{}", &*name)).unwrap();
+    // Layout version (offset 8).
+    file.write_all_at(&99u32.to_ne_bytes(), 8).unwrap();
+    assert!(matches!(open_err(&name), Error::VersionMismatch { found: 99, .. }));
+    file.write_all_at(&shmdeque::LAYOUT_VERSION.to_ne_bytes(), 8).unwrap();
+    // Capacity (offset 24) no longer matches the file size.
+    file.write_all_at(&5u64.to_ne_bytes(), 24).unwrap();
+    assert!(matches!(open_err(&name), Error::Corrupted { .. }));
+    file.write_all_at(&4u64.to_ne_bytes(), 24).unwrap();
+    // The first slot's length claims more than a slot holds: the pop reports corruption.
+    let q = open_raw(&name);
+    let slots = std::fs::metadata(format!("/dev/shm/{}", &*name)).unwrap().len() - 4 * 32;
+    file.write_all_at(&1000u32.to_le_bytes(), slots).unwrap();
+    assert!(matches!(q.try_pop_front(), Err(PopError::Failed(Error::Corrupted { .. }))));
+    // Wrong magic.
+    drop(q);
+    file.write_all_at(b"NOTADEQU", 0).unwrap();
+    assert!(matches!(open_err(&name), Error::NotADeque { .. }));
+}
+
+/// The error opening `name` gives; fails the test if it opens.
+fn open_err(name: &str) -> Error {
+    match Builder::new(name).create_mode(CreateMode::Open).open_raw() {
+        Ok(q) => panic!("expected an error, opened {q:?}"),
+        Err(e) => e,
+    }
+}
