@@ -727,6 +727,41 @@ impl RawDeque {
         self.pop_many_with(End::Back, max, collect_into(out), wait_for(timeout))
     }
 
+    /// Removes up to `max` messages from the front under one lock acquisition, handing each to `read` in place
+    /// (no copy out of the segment, no allocation); waits for the first as `timeout` says (`None`: as long as
+    /// it takes; `Some(Duration::ZERO)`: not at all). Returns how many were removed. `read` runs while the
+    /// deque is locked.
+    ///
+    /// ```
+    /// # let name = format!("doc-many-with-{}", std::process::id());
+    /// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(16).open_raw()?;
+    /// q.push_back_many(&["ab", "cde"])?;
+    /// let mut total = 0;
+    /// assert_eq!(q.pop_front_many_with(64, None, |m| total += m.len())?, 2);
+    /// assert_eq!(total, 5);
+    /// # shmdeque::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`pop_front_many_timeout`](Self::pop_front_many_timeout) (`Empty` when the timeout is zero).
+    pub fn pop_front_many_with(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut read: impl FnMut(&[u8]),
+    ) -> Result<usize, PopError> {
+        self.pop_many_with(
+            End::Front,
+            max,
+            |b| {
+                read(b);
+                Ok(())
+            },
+            wait_for(timeout),
+        )
+    }
+
     /// A copy of the front message, leaving it in place.
     ///
     /// # Errors
