@@ -32,6 +32,8 @@ use crate::{Config, Stats};
 
 /// How long a locker spins on a held lock before sleeping in the kernel.
 pub(crate) const LOCK_SPIN: Duration = Duration::from_micros(4);
+/// How long dropping a handle waits for the lock to update the attach count.
+const DETACH_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds of the adaptive spin before a waiter sleeps on its futex (nanoseconds).
 const WAIT_SPIN_MIN_NS: u32 = 250;
 const WAIT_SPIN_MAX_NS: u32 = 8_000;
@@ -210,10 +212,13 @@ impl RawDeque {
                 }
             }
         }
-        let guard = RawLockGuard { deque: self, added: false, removed: false, closed: false, _not_send: PhantomData };
+        // A guard exists only once the lock is held: its Drop unlocks, and on EDEADLK the lock belongs to
+        // another guard of this thread that must stay locked.
+        let held = || RawLockGuard { deque: self, added: false, removed: false, closed: false, _not_send: PhantomData };
         match r {
-            Ok(Locked::Clean) => Ok(guard),
+            Ok(Locked::Clean) => Ok(held()),
             Ok(Locked::OwnerDied) => {
+                let guard = held();
                 self.recover(&guard).map_err(Blocked::Failed)?;
                 Ok(guard)
             }
@@ -893,7 +898,8 @@ impl Drop for RawDeque {
     /// Detaches. The last handle to leave a closed and drained deque removes its name, so that a finished
     /// producer/consumer run leaves nothing in /dev/shm.
     fn drop(&mut self) {
-        let Ok(g) = self.lock() else { return };
+        // Bounded: a lock held by a stopped process must not hang a detaching one (the count then stays).
+        let Ok(g) = self.lock_until(Some(Instant::now() + DETACH_LOCK_TIMEOUT)) else { return };
         let r = &g.header().ring;
         let attached = r.attached.load(Relaxed).saturating_sub(1);
         r.attached.store(attached, Relaxed);

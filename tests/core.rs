@@ -482,6 +482,11 @@ fn misuse_gets_typed_errors() {
     // Taking the lock twice on one thread is an error, not a deadlock.
     let g = q.lock().unwrap();
     assert!(matches!(q.try_push_back(b"x"), Err(PushError::Failed { error: Error::AlreadyLocked { .. }, .. })));
+    // ... and the refused attempt did not release the guard's lock: another thread still cannot get in.
+    thread::scope(|s| {
+        let other = s.spawn(|| q.push_back_timeout(b"y", Duration::from_millis(50)).map_err(|e| e.is_timeout()));
+        assert_eq!(other.join().unwrap(), Err(true));
+    });
     drop(g);
     // Creation modes and geometry.
     assert!(matches!(
