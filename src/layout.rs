@@ -223,6 +223,33 @@ mod tests {
         }
     }
 
+    /// `snapshot` reads fields by offset from raw bytes; check it against the real struct, including the
+    /// fields inside `CachePadded`, whose inner offset `offset_of!` cannot see.
+    #[test]
+    fn snapshot_reads_what_the_struct_holds() {
+        use std::sync::atomic::Ordering::Relaxed;
+        // SAFETY: every field of Header is an atomic integer or a pthread mutex cell, for which all-zero bytes
+        // are a valid value.
+        let h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
+        h.version.store(7, Relaxed);
+        h.state.store(STATE_READY, Relaxed);
+        h.creator_pid.store(4242, Relaxed);
+        h.capacity.store(3, Relaxed);
+        h.slot_size.store(64, Relaxed);
+        h.segment_len.store(999, Relaxed);
+        h.ring.ring.store(pack_ring(2, 1), Relaxed);
+        h.ring.closed.store(1, Relaxed);
+        let mut bytes = vec![0u8; HEADER_SIZE];
+        // SAFETY: `h` is a live Header of size_of::<Header>() <= HEADER_SIZE bytes, read as plain bytes.
+        let raw = unsafe { std::slice::from_raw_parts((&*h as *const Header).cast::<u8>(), size_of::<Header>()) };
+        bytes[..raw.len()].copy_from_slice(raw);
+        let s = snapshot(&bytes).unwrap();
+        assert_eq!((s.version, s.state, s.creator_pid), (7, STATE_READY, 4242));
+        assert_eq!((s.capacity, s.slot_size, s.segment_len), (3, 64, 999));
+        assert_eq!((unpack_ring(s.ring), s.closed), ((2, 1), 1));
+        assert!(snapshot(&bytes[..HEADER_SIZE - 1]).is_none());
+    }
+
     #[test]
     fn geometry_limits() {
         assert!(check_geometry(0, 64).is_err());
