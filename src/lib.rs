@@ -314,3 +314,10 @@ pub fn probe(name: &str) -> Result<Option<Probe>, Error> {
 pub fn list_segments() -> Result<Vec<String>, Error> {
     os::list_names().map_err(|e| Error::Os { name: os::SHM_DIR.to_owned(), op: "listing segments", source: e })
 }
+
+// Handles are shared between threads: keep them Send + Sync (a compile error here otherwise).
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<RawDeque>();
+    send_sync::<SharedDeque<std::rc::Rc<u8>>>();
+};
