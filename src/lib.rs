@@ -43,6 +43,7 @@ mod raw;
 mod ring;
 mod segment;
 pub mod synth;
+pub mod tool;
 
 use std::time::Duration;
 
