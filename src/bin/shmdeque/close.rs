@@ -1,0 +1,21 @@
+//! `shmdeque close`: closes a deque so that consumers drain it and finish.
+
+use std::ffi::OsString;
+
+use shmdeque::tool::{self, Failure};
+use shmdeque::{Builder, CreateMode};
+
+/// Options of `shmdeque close`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name of the deque.
+    name: OsString,
+}
+
+/// Closes the deque. If it is already empty and nobody else has it open, it disappears at once.
+pub fn run(args: Args) -> Result<(), Failure> {
+    let name = tool::deque_name(&args.name)?;
+    let q = Builder::new(&name).create_mode(CreateMode::Open).open_raw()?;
+    q.close()?;
+    Ok(())
+}
