@@ -245,8 +245,8 @@ impl RawDeque {
             op: "recovering the lock",
             source,
         })?;
-        let recoveries = &self.header().ring.recoveries;
-        recoveries.store(recoveries.load(Relaxed) + 1, Relaxed);
+        // Wrapping, like every counter: the header is untrusted and a plain `+ 1` panics on u64::MAX.
+        bump(&self.header().ring.recoveries, 1);
         guard.inspect(|ring| ring.validate())
     }
 
