@@ -1095,9 +1095,10 @@ impl<'a> RawLockGuard<'a> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn back(&self) -> Result<Option<&[u8]>, Error> {
-        match self.len() {
+        // Through the validated view, as `front` does: a head out of range is an error even at length zero.
+        match self.view()?.len() {
             0 => Ok(None),
-            n => self.get(n - 1),
+            n => self.get(n as usize - 1),
         }
     }
 
