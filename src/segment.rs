@@ -8,6 +8,7 @@
 //!   (the SYNC POINT below); openers read it with Acquire and never look at anything else before it.
 //! * A creator that dies before READY leaves its pid in the header: openers report it as abandoned, and an
 //!   open-or-create takes it over (one winner, by compare-and-swap on the pid).
+//! * A size that the file system or the address space cannot take fails the create with `NoSpace`.
 //! * The file's pages are reserved with `posix_fallocate` so that a full /dev/shm fails the create instead
 //!   of raising SIGBUS on a later push, and the mode is set with `fchmod` (the crate always uses 0600).
 //! * Everything in a header written by someone else is validated before use.
@@ -112,11 +113,17 @@ impl Segment {
         let name = cfg.name.as_str();
         let (capacity, slot_size) = (cfg.capacity, cfg.slot_size);
         let len = layout::check_geometry(capacity as u64, slot_size as u64).map_err(Error::InvalidConfig)?;
-        let mut map = ShmemConf::new()
-            .os_id(format!("/{name}"))
-            .size(len)
-            .create()
-            .map_err(|e| shmem_err(name, "creating the segment", e))?;
+        let no_space = || Error::NoSpace { name: name.to_owned(), bytes: len as u64 };
+        let mut map = ShmemConf::new().os_id(format!("/{name}")).size(len).create().map_err(|e| match e {
+            // A size that the file system or the address space cannot take (the crate has already removed
+            // the file): the same answer as running out of pages below.
+            ShmemError::MapCreateFailed(c) | ShmemError::UnknownOsError(c)
+                if [libc::ENOMEM, libc::EFBIG, libc::ENOSPC].contains(&(c as i32)) =>
+            {
+                no_space()
+            }
+            e => shmem_err(name, "creating the segment", e),
+        })?;
         // The name outlives this handle: only `remove` or the last detach of a drained, closed deque unlinks it.
         map.set_owner(false);
         let fail = |e: Error| {
@@ -126,7 +133,7 @@ impl Segment {
         let fd = os::shm_open(name, true).map_err(|e| fail(os_err(name, "reopening the new segment", e)))?;
         os::reserve(&fd, len).map_err(|e| {
             fail(match e.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::EFBIG) => Error::NoSpace { name: name.to_owned(), bytes: len as u64 },
+                Some(libc::ENOSPC) | Some(libc::EFBIG) => no_space(),
                 _ => os_err(name, "reserving the segment's memory", e),
             })
         })?;
