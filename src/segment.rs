@@ -6,11 +6,14 @@
 //!   zero-length file in between: openers retry that until their open timeout.
 //! * The creator publishes [`STATE_READY`] with a Release store only after the header is fully initialized
 //!   (the SYNC POINT below); openers read it with Acquire and never look at anything else before it.
-//! * A creator that dies before READY leaves its pid in the header: openers report it as abandoned, and an
-//!   open-or-create takes it over (one winner, by compare-and-swap on the pid).
+//! * A creator that dies before READY leaves its pid (and the magic number) in the header, recorded before
+//!   the slow reservation of the pages: openers report it as abandoned, and an open-or-create takes it over
+//!   (one winner, by compare-and-swap on the pid). Only a creator killed in the few system calls between
+//!   creating the file and recording its pid leaves a segment that openers cannot tell from one still being
+//!   created (`NotReady` until someone removes it).
 //! * A size that the file system or the address space cannot take fails the create with `NoSpace`.
 //! * The file's pages are reserved with `posix_fallocate` so that a full /dev/shm fails the create instead
-//!   of raising SIGBUS on a later push, and the mode is set with `fchmod` (the crate always uses 0600).
+//!   of raising SIGBUS on a later push, and the mode is set with `fchmod` (0600 unless the builder says otherwise).
 //! * Everything in a header written by someone else is validated before use.
 
 use std::os::fd::OwnedFd;
@@ -131,15 +134,27 @@ impl Segment {
             e
         };
         let fd = os::shm_open(name, true).map_err(|e| fail(os_err(name, "reopening the new segment", e)))?;
-        os::reserve(&fd, len).map_err(|e| {
-            fail(match e.raw_os_error() {
-                Some(libc::ENOSPC) | Some(libc::EFBIG) => no_space(),
-                _ => os_err(name, "reserving the segment's memory", e),
+        let reserve = |fd: &OwnedFd, n: usize| {
+            os::reserve(fd, n).map_err(|e| {
+                fail(match e.raw_os_error() {
+                    Some(libc::ENOSPC) | Some(libc::EFBIG) => no_space(),
+                    _ => os_err(name, "reserving the segment's memory", e),
+                })
             })
-        })?;
-        os::set_mode(&fd, cfg.mode).map_err(|e| fail(os_err(name, "setting the segment's mode", e)))?;
+        };
+        // Say what this file is and who is creating it before the long part. Reserving a large segment takes a
+        // while (every page is allocated and zeroed); a creator killed meanwhile must have left its pid, or
+        // openers could never tell the segment from one still being created and nobody could take it over, and
+        // the magic number, or `probe` (and so `shmdeque list`) would not recognize it as a deque at all. The
+        // header's own pages are reserved first, so that these stores cannot fault on a full /dev/shm.
+        reserve(&fd, HEADER_SIZE)?;
         let seg = Segment::from_parts(name, map, fd, capacity, slot_size, len);
-        seg.header().creator_pid.store(os::current_pid(), Relaxed);
+        let h = seg.header();
+        h.creator_pid.store(os::current_pid(), Relaxed);
+        h.version.store(LAYOUT_VERSION, Relaxed);
+        h.magic.store(MAGIC, Relaxed);
+        reserve(&seg.fd, len)?;
+        os::set_mode(&seg.fd, cfg.mode).map_err(|e| fail(os_err(name, "setting the segment's mode", e)))?;
         seg.initialize().map_err(fail)?;
         Ok(seg)
     }
