@@ -323,10 +323,11 @@ impl Progress {
             return Progress(None);
         }
         let (bar, template) = match total {
-            Some(n) => {
-                (indicatif::ProgressBar::new(n), "{wide_bar} {human_pos}/{human_len} messages ({per_sec}, {eta} left)")
-            }
-            None => (indicatif::ProgressBar::new_spinner(), "{spinner} {human_pos} messages ({per_sec})"),
+            Some(n) => (
+                indicatif::ProgressBar::new(n),
+                "{wide_bar} {human_pos}/{human_len} messages ({per_sec:0}, {eta} left)",
+            ),
+            None => (indicatif::ProgressBar::new_spinner(), "{spinner} {human_pos} messages ({per_sec:0})"),
         };
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style);
