@@ -53,7 +53,7 @@ struct Args {
     wait: Duration,
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let args: Args = tool::parse_args(PROGRAM);
     tool::finish(PROGRAM, run(args))
 }

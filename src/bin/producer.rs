@@ -56,7 +56,7 @@ struct Args {
     timeout: Option<Duration>,
 }
 
-fn main() -> ExitCode {
+pub fn main() -> ExitCode {
     let args: Args = tool::parse_args(PROGRAM);
     tool::finish(PROGRAM, run(args))
 }

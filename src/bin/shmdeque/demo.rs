@@ -1,10 +1,15 @@
 //! `shmdeque demo`: the same synthetic messages moved between two processes twice, once through a shared
-//! deque (the sibling `producer` and `consumer` binaries) and once through a pipe (the hidden `pipe-writer`
-//! and `pipe-reader` commands), with identical work on both sides: the same bytes, generated the same way,
+//! deque (the `producer` and `consumer` programs) and once through a pipe (the hidden `pipe-writer` and
+//! `pipe-reader` commands), with identical work on both sides: the same bytes, generated the same way,
 //! every message verified and written out by the receiving process.
+//!
+//! `producer` and `consumer` are started from this very executable under those names (it carries both
+//! programs, see `main.rs`) rather than from the sibling files: `cargo run --bin shmdeque` does not build
+//! the siblings, and ones left over from an older build could be stale.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -72,8 +77,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
         )));
     }
     let exe = std::env::current_exe().map_err(|e| Failure::runtime(format!("cannot find this program: {e}")))?;
-    let producer = sibling(&exe, "producer")?;
-    let consumer = sibling(&exe, "consumer")?;
     let name = format!("shmdeque-demo-{}", std::process::id());
     let (count, size) = (args.count.to_string(), args.size.to_string());
 
@@ -85,7 +88,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     println!(
         "1. shmdeque: `producer --count {count} --size {size}` -> deque '{name}' -> `consumer --verify --consecutive`"
     );
-    let shm = deque_run(&name, &producer, &consumer, &count, &size, args.count);
+    let shm = deque_run(&name, &exe, &count, &size, args.count);
     // Whatever happened, nothing may stay behind in /dev/shm.
     let left_behind = shmdeque::remove(&name).is_ok();
     let shm = shm?;
@@ -121,19 +124,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn sibling(exe: &Path, name: &str) -> Result<PathBuf, Failure> {
-    let path = exe.with_file_name(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(Failure::runtime(format!(
-            "the `{name}` program is not next to this one ({}); build all binaries, e.g. `cargo build --release`",
-            path.display()
-        )))
-    }
-}
-
-fn deque_run(name: &str, producer: &Path, consumer: &Path, count: &str, size: &str, n: u64) -> Result<Run, Failure> {
+fn deque_run(name: &str, exe: &Path, count: &str, size: &str, n: u64) -> Result<Run, Failure> {
     // Created here, exclusively, so the run starts on a fresh, empty deque of the default geometry.
     drop(Builder::new(name).create_mode(CreateMode::CreateExclusive).open_raw()?);
     let started = Instant::now();
@@ -141,7 +132,8 @@ fn deque_run(name: &str, producer: &Path, consumer: &Path, count: &str, size: &s
     let stall = ["--timeout", STALL_SECS];
     kids.push(spawn(
         "consumer",
-        Command::new(consumer)
+        Command::new(exe)
+            .arg0("consumer")
             .args(["--name", name, "--verify", "--consecutive"])
             .args(stall)
             .stdin(Stdio::null())
@@ -149,7 +141,8 @@ fn deque_run(name: &str, producer: &Path, consumer: &Path, count: &str, size: &s
     )?);
     let spawned = spawn(
         "producer",
-        Command::new(producer)
+        Command::new(exe)
+            .arg0("producer")
             .args(["--name", name, "--count", count, "--size", size, "--id", "1"])
             .args(stall)
             .stdin(Stdio::null())

@@ -10,6 +10,15 @@ mod pop;
 mod push;
 mod remove;
 
+// The producer and consumer programs, compiled in here as well: `cargo run --bin shmdeque` builds only this
+// binary, so the demo runs this executable under the names `producer` and `consumer` (see `main`) and gets
+// exactly the code of the sibling binaries, from the same build.
+#[path = "../consumer.rs"]
+mod consumer;
+#[path = "../producer.rs"]
+mod producer;
+
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -67,6 +76,13 @@ enum Command {
 
 fn main() -> ExitCode {
     bench::maybe_run_child();
+    // Started as `producer` or `consumer` (argv[0]), this executable is that program, busybox style.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    match Path::new(&argv0).file_name().and_then(|n| n.to_str()) {
+        Some("producer") => return producer::main(),
+        Some("consumer") => return consumer::main(),
+        _ => {}
+    }
     let cli: Cli = tool::parse_args(PROGRAM);
     let outcome = match cli.command {
         Command::Create(args) => create::run(args),
