@@ -1,0 +1,525 @@
+//! Hostile input and hostile environments: segments whose bytes were written by someone else, foreign and
+//! truncated files, other layout versions, a /dev/shm too small, permissions and other users, bad names, and
+//! creators killed half-way. Real segments and real processes; every segment has a unique name that a guard
+//! removes, every child is killed and reaped, and a watchdog turns any hang into a failure.
+//!
+//! Knobs: `SHMDEQUE_FUZZ_CASES` (cases of the arbitrary-bytes proptest, default 2000),
+//! `SHMDEQUE_FIELD_CASES` (cases of the one-field proptest, default 400).
+
+mod support;
+
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
+use support::hostile_input::{self, FIELDS, MUTEX, open_file, read_field, write_field};
+use support::{Kid, Name, Watchdog, env_usize, wait_until};
+
+const ENTRY: &str = "hostile_child";
+const NAME_VAR: &str = "SHMDEQUE_TEST_NAME";
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn create(name: &str, capacity: u32, slot_size: u32) -> RawDeque {
+    Builder::new(name)
+        .capacity(capacity)
+        .slot_size(slot_size)
+        .create_mode(CreateMode::CreateExclusive)
+        .open_raw()
+        .expect("create deque")
+}
+
+fn reopen(name: &str) -> Result<RawDeque, Error> {
+    Builder::new(name).create_mode(CreateMode::Open).open_timeout(Duration::from_millis(5)).open_raw()
+}
+
+/// The child side of the tests that need another process. Does nothing in a normal test run.
+#[test]
+fn hostile_child() {
+    let Ok(role) = std::env::var(support::ROLE) else { return };
+    support::child_init();
+    let name = std::env::var(NAME_VAR).unwrap_or_default();
+    match role.as_str() {
+        // Runs as another user: a 0600 deque of root's must be refused everywhere, a 0666 one usable.
+        "other-user" => {
+            let private = format!("{name}-private");
+            let shared = format!("{name}-shared");
+            let refused = |r: Result<(), Error>, what: &str| match r {
+                Err(Error::PermissionDenied { .. }) => {}
+                other => panic!("{what} of a 0600 deque of another user gave {other:?}"),
+            };
+            refused(reopen(&private).map(drop), "open");
+            refused(Builder::new(&private).open_raw().map(drop), "open-or-create");
+            refused(shmdeque::probe(&private).map(drop), "probe");
+            refused(shmdeque::remove(&private), "remove");
+            let q = reopen(&shared).expect("open a 0666 deque of another user");
+            q.push_back(b"from nobody").expect("push");
+            assert_eq!(q.pop_front().expect("pop"), b"hello");
+        }
+        // Maps the deque and keeps using it; the parent truncates the file underneath.
+        "keep-pushing" => {
+            let q = reopen(&name).expect("open");
+            let ready = std::env::var("SHMDEQUE_TEST_READY").expect("ready file");
+            std::fs::write(ready, b"").expect("signal ready");
+            loop {
+                let _ = q.try_push_back(b"still here");
+                let _ = q.try_pop_front();
+            }
+        }
+        // Blocks on an empty deque until killed.
+        "block-pop" => {
+            let q = reopen(&name).expect("open");
+            let ready = std::env::var("SHMDEQUE_TEST_READY").expect("ready file");
+            std::fs::write(ready, support::gettid().to_string()).expect("signal ready");
+            let _ = q.pop_front();
+            std::process::exit(3);
+        }
+        // Creates a deque; with the test-hooks feature and SHMDEQUE_TEST_PAUSE set, pauses inside creation.
+        "create" => {
+            let size: u32 = std::env::var("SHMDEQUE_TEST_CAPACITY").map_or(4, |c| c.parse().expect("capacity"));
+            let slot: u32 = std::env::var("SHMDEQUE_TEST_SLOT").map_or(64, |c| c.parse().expect("slot"));
+            let _q = Builder::new(&name).capacity(size).slot_size(slot).open_raw().expect("create");
+            std::process::exit(0);
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// The offsets that the hostile tests write at are those of a live segment (layout version 1): a changed layout
+/// must change them here too.
+#[test]
+fn header_offsets_match_a_live_segment() {
+    let name = Name::new("offsets");
+    let q = create(&name, 4, 48);
+    q.push_back(b"x").unwrap();
+    q.push_back(b"y").unwrap();
+    q.pop_front().unwrap();
+    let f = open_file(&name);
+    assert_eq!(read_field(&f, "magic"), u64::from_le_bytes(*b"SHMDEQUE"));
+    assert_eq!(read_field(&f, "version"), shmdeque::LAYOUT_VERSION as u64);
+    assert_eq!(read_field(&f, "state"), u32::from_le_bytes(*b"REDY") as u64);
+    assert_eq!(read_field(&f, "creator_pid"), std::process::id() as u64);
+    assert_eq!(read_field(&f, "capacity"), 4);
+    assert_eq!(read_field(&f, "slot_size"), 48);
+    assert_eq!(read_field(&f, "segment_len"), f.metadata().unwrap().len());
+    assert_eq!(read_field(&f, "ring"), 1 | 1 << 32, "head 1, length 1");
+    assert_eq!(read_field(&f, "attached"), 1);
+    assert_eq!((read_field(&f, "pushed"), read_field(&f, "popped"), read_field(&f, "high_water")), (2, 1, 2));
+    // The mutex: glibc keeps its kind at byte 16 (robust 16 | process-shared 128 | error-checking 2).
+    let mut kind = [0u8; 4];
+    f.read_exact_at(&mut kind, MUTEX.start + 16).unwrap();
+    assert_eq!(i32::from_ne_bytes(kind), 16 | 128 | 2);
+    let (slots, header) = (4 * 48, f.metadata().unwrap().len() - 4 * 48);
+    assert!(header >= FIELDS.iter().map(|f| f.1 + f.2 as u64).max().unwrap() && slots > 0);
+    {
+        let _g = q.lock().unwrap();
+        let mut word = [0u8; 4];
+        f.read_exact_at(&mut word, MUTEX.start).unwrap();
+        assert_ne!(u32::from_ne_bytes(word), 0, "a held lock shows in the lock word");
+    }
+}
+
+/// The body of the fuzz target (`fuzz/fuzz_targets/hostile_segment.rs`) over random inputs, on stable.
+#[test]
+fn arbitrary_bytes_over_a_segment_give_only_typed_errors() {
+    let _dog = Watchdog::new("arbitrary_bytes_over_a_segment_give_only_typed_errors", Duration::from_secs(600));
+    let cases = env_usize("SHMDEQUE_FUZZ_CASES", 2000) as u32;
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    let r = runner.run(&proptest::collection::vec(any::<u8>(), 0..600), |data| {
+        let name = Name::new("fuzz");
+        hostile_input::run(&name, &data);
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// Corrupts one header field of a deque holding "one", "two", then checks the answer of a fresh open, of
+/// `probe`, and of the next operations on the handle that was already open, including after a holder of the
+/// lock died (so recovery runs on the corrupted header too).
+fn one_field(field: &str, value: u64) -> Result<(), TestCaseError> {
+    let name = Name::new("field");
+    let q = create(&name, 4, 32);
+    q.push_back(b"one").unwrap();
+    q.push_back(b"two").unwrap();
+    let f = open_file(&name);
+    let (_, size) = hostile_input::field(field);
+    let value = if size == 4 { value & 0xffff_ffff } else { value };
+    let changed = read_field(&f, field) != value;
+    let recoveries_before = q.stats().unwrap().lock_recoveries;
+    write_field(&f, field, value);
+
+    // A fresh open.
+    let fresh = reopen(&name);
+    let probed = shmdeque::probe(&name);
+    match (field, changed) {
+        ("magic", true) => {
+            prop_assert!(matches!(fresh, Err(Error::NotADeque { .. })), "{:?}", fresh);
+            prop_assert!(matches!(probed, Ok(None)), "{:?}", probed);
+        }
+        ("version", true) => {
+            let want =
+                |e: &Error| matches!(e, Error::VersionMismatch { found, expected: 1, .. } if *found as u64 == value);
+            prop_assert!(fresh.as_ref().err().is_some_and(want), "{:?}", fresh);
+            prop_assert!(probed.as_ref().err().is_some_and(want), "{:?}", probed);
+        }
+        // The creator (this process) is alive, so the segment looks still under construction.
+        ("state", true) => {
+            prop_assert!(matches!(fresh, Err(Error::NotReady { .. })), "{:?}", fresh);
+            prop_assert!(matches!(probed, Err(Error::NotReady { .. })), "{:?}", probed);
+        }
+        ("capacity" | "slot_size" | "segment_len", true) => {
+            prop_assert!(matches!(fresh, Err(Error::Corrupted { .. })), "{:?}", fresh);
+            prop_assert!(matches!(probed, Err(Error::Corrupted { .. })), "{:?}", probed);
+        }
+        _ => {
+            prop_assert!(fresh.is_ok(), "{:?}", fresh);
+            prop_assert!(matches!(probed, Ok(Some(_))), "{:?}", probed);
+        }
+    }
+    drop(fresh);
+
+    // A holder of the lock dies: the next operation recovers, on the corrupted header.
+    thread::scope(|s| {
+        s.spawn(|| std::mem::forget(q.lock().unwrap()));
+    });
+    let (head, len) = (value as u32, (value >> 32) as u32);
+    let ring_ok = field != "ring" || (head < 4 && len <= 4);
+    match q.stats() {
+        Ok(s) => {
+            // Recovery ran, and counted itself even on a corrupted counter.
+            let base = if field == "recoveries" { value } else { recoveries_before };
+            prop_assert_eq!(s.lock_recoveries, base.wrapping_add(1));
+            prop_assert!(ring_ok, "recovery accepted ring word {:#x}", value);
+        }
+        Err(e) => prop_assert!(!ring_ok && matches!(e, Error::Corrupted { .. }), "{:?}", e),
+    }
+
+    // The next operations on the handle that was open all along.
+    if !ring_ok {
+        let popped = q.try_pop_front();
+        prop_assert!(matches!(popped, Err(PopError::Failed(Error::Corrupted { .. }))), "{:?}", popped);
+        let pushed = q.try_push_back(b"x");
+        prop_assert!(matches!(pushed, Err(PushError::Failed { error: Error::Corrupted { .. }, .. })), "{:?}", pushed);
+        let peeked = q.peek_back();
+        prop_assert!(matches!(peeked, Err(Error::Corrupted { .. })), "{:?}", peeked);
+        return Ok(());
+    }
+    if field == "ring" {
+        // Any in-range state is a deque: every slot of this one holds a valid (possibly empty) message.
+        let all: Vec<Vec<u8>> = q.lock().unwrap().iter().map(|m| m.unwrap().to_vec()).collect();
+        prop_assert_eq!(all.len(), len as usize);
+        return Ok(());
+    }
+    if field == "closed" && value != 0 {
+        prop_assert!(q.try_push_back(b"x").unwrap_err().is_closed());
+        prop_assert_eq!(q.try_pop_front().unwrap(), b"one");
+        return Ok(());
+    }
+    prop_assert_eq!(q.try_pop_front().unwrap(), b"one");
+    prop_assert_eq!(q.try_pop_back().unwrap(), b"two");
+    // A blocked pop on the now empty deque still gets a message pushed from another thread: at once, or when
+    // its timeout makes it look again if the corrupted counts swallowed the wake-up.
+    thread::scope(|s| {
+        let waiter = s.spawn(|| q.pop_front_timeout(Duration::from_millis(300)));
+        thread::sleep(Duration::from_millis(2));
+        q.push_back(b"wake").unwrap();
+        match waiter.join().unwrap() {
+            Ok(m) => assert_eq!(m, b"wake"),
+            Err(PopError::Timeout) => assert_eq!(q.try_pop_front().unwrap(), b"wake"),
+            Err(e) => panic!("blocked pop after corrupting {field}: {e:?}"),
+        }
+    });
+    // And a blocked push on a full deque gets room.
+    for i in 0..4u8 {
+        q.push_back(&[i]).unwrap();
+    }
+    thread::scope(|s| {
+        let pusher = s.spawn(|| q.push_back_timeout(b"late", Duration::from_millis(300)).is_ok());
+        thread::sleep(Duration::from_millis(2));
+        assert_eq!(q.pop_front().unwrap(), [0]);
+        if !pusher.join().unwrap() {
+            q.try_push_back(b"late").unwrap();
+        }
+    });
+    prop_assert_eq!(q.len(), 4);
+    let p = q.register_producer().unwrap();
+    prop_assert!(!p.leave(false).unwrap());
+    Ok(())
+}
+
+fn field_value() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        any::<u64>(),
+        0u64..6,
+        Just(u32::MAX as u64),
+        Just(u64::MAX),
+        Just(1u64 << 32),
+        (0u64..6, 0u64..6).prop_map(|(h, l)| l << 32 | h),
+    ]
+}
+
+#[test]
+fn corrupting_one_header_field_gives_a_typed_error_or_correct_behaviour() {
+    let _dog = Watchdog::new("corrupting_one_header_field", Duration::from_secs(600));
+    let cases = env_usize("SHMDEQUE_FIELD_CASES", 400) as u32;
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases, ..ProptestConfig::default() });
+    let r = runner.run(&(0..FIELDS.len(), field_value()), |(i, value)| one_field(FIELDS[i].0, value));
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn a_foreign_file_with_the_right_name_is_not_a_deque() {
+    let name = Name::new("foreign");
+    for content in ["x".repeat(8192), "hello".to_owned()] {
+        std::fs::write(name.path(), &content).unwrap();
+        for mode in [CreateMode::Open, CreateMode::OpenOrCreate] {
+            let e = Builder::new(&*name).create_mode(mode).open_raw().unwrap_err();
+            assert!(matches!(e, Error::NotADeque { .. }), "{} bytes, {mode:?}: {e:?}", content.len());
+            assert!(e.to_string().contains("not a shmdeque segment"), "{e}");
+        }
+        let e = Builder::new(&*name).create_mode(CreateMode::CreateExclusive).open_raw().unwrap_err();
+        assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+        assert!(matches!(shmdeque::probe(&name), Ok(None)));
+        // Untouched.
+        assert_eq!(std::fs::read(name.path()).unwrap(), content.as_bytes());
+    }
+    // An empty file cannot be told from a segment whose creator has not sized it yet.
+    std::fs::write(name.path(), b"").unwrap();
+    let e = reopen(&name).unwrap_err();
+    assert!(matches!(e, Error::NotReady { .. }), "{e:?}");
+    assert!(matches!(shmdeque::probe(&name), Ok(None)));
+}
+
+#[test]
+fn a_truncated_segment_is_reported_corrupted() {
+    let name = Name::new("truncated");
+    drop(create(&name, 8, 64));
+    let f = open_file(&name);
+    let full = f.metadata().unwrap().len();
+    for size in [full - 64, full - 1, 100, 8] {
+        f.set_len(size).unwrap();
+        let e = reopen(&name).unwrap_err();
+        assert!(matches!(e, Error::Corrupted { .. }), "{size} bytes: {e:?}");
+        assert!(e.to_string().contains("remove it and create it again"), "{e}");
+        let p = shmdeque::probe(&name);
+        assert!(matches!(p, Err(Error::Corrupted { .. })), "{size} bytes: {p:?}");
+    }
+    // Grown past its geometry is as wrong as shrunk.
+    let _ = shmdeque::remove(&name);
+    drop(create(&name, 8, 64));
+    let f = open_file(&name);
+    f.set_len(full + 4096).unwrap();
+    assert!(matches!(reopen(&name), Err(Error::Corrupted { .. })));
+}
+
+#[test]
+fn a_segment_of_another_layout_version_is_refused() {
+    let name = Name::new("version");
+    drop(create(&name, 8, 64));
+    write_field(&open_file(&name), "version", 2);
+    for mode in [CreateMode::Open, CreateMode::OpenOrCreate] {
+        let e = Builder::new(&*name).create_mode(mode).open_raw().unwrap_err();
+        assert!(matches!(e, Error::VersionMismatch { found: 2, expected: 1, .. }), "{e:?}");
+        assert!(e.to_string().contains("layout version 2"), "{e}");
+    }
+    let p = shmdeque::probe(&name);
+    assert!(matches!(p, Err(Error::VersionMismatch { found: 2, .. })), "{p:?}");
+}
+
+/// What a process with write access can do that the library cannot defend against: truncating the file makes
+/// every process that has it mapped fault with SIGBUS on its next access (a shared mapping past the end of its
+/// file; shm_open files cannot be sealed against shrinking). New openers get a typed error.
+#[test]
+fn truncating_a_mapped_segment_kills_its_users_with_sigbus() {
+    let _dog = Watchdog::new("truncating_a_mapped_segment", LIMIT);
+    let name = Name::new("sigbus");
+    let scratch = support::Scratch::new("sigbus");
+    let ready = scratch.file("ready");
+    drop(create(&name, 64, 256));
+    let mut kid = Kid::spawn(
+        ENTRY,
+        "keep-pushing",
+        &[(NAME_VAR, name.to_string()), ("SHMDEQUE_TEST_READY", ready.display().to_string())],
+    );
+    wait_until("child mapped the deque", LIMIT, || ready.exists());
+    open_file(&name).set_len(0).unwrap();
+    kid.wait(LIMIT);
+    assert_eq!(kid.signal(), Some(libc::SIGBUS));
+    assert!(matches!(reopen(&name), Err(Error::NotReady { .. })));
+}
+
+fn dev_shm_bytes() -> u64 {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: statvfs fills the struct on success, which is checked before it is read.
+    let st = unsafe {
+        assert_eq!(libc::statvfs(c"/dev/shm".as_ptr(), st.as_mut_ptr()), 0);
+        st.assume_init()
+    };
+    st.f_blocks * st.f_frsize
+}
+
+#[test]
+fn a_deque_too_big_for_dev_shm_fails_at_creation() {
+    let total = dev_shm_bytes();
+    let slot = 1u32 << 20;
+    let capacity = (total / slot as u64 * 2 + 1).min(1 << 30) as u32;
+    // Twice the size of /dev/shm; and the largest geometry the builder accepts (far past any address space).
+    for (capacity, slot) in [(capacity, slot), (1 << 30, u32::MAX)] {
+        let name = Name::new("huge");
+        let r = Builder::new(&*name).capacity(capacity).slot_size(slot).open_raw();
+        match r {
+            Err(Error::NoSpace { bytes, .. }) => assert!(bytes >= capacity as u64 * slot as u64),
+            other => panic!("{capacity} x {slot}: {other:?}"),
+        }
+        assert!(!name.exists(), "a failed creation left its file behind");
+    }
+}
+
+#[test]
+fn default_mode_is_0600_and_a_builder_mode_is_honoured() {
+    for (mode, want) in [(None, 0o600), (Some(0o640), 0o640), (Some(0o666), 0o666), (Some(0o4755), 0o755)] {
+        let name = Name::new("mode");
+        let mut b = Builder::new(&*name);
+        if let Some(m) = mode {
+            b = b.mode(m);
+        }
+        let q = b.open_raw().unwrap();
+        assert_eq!(std::fs::metadata(name.path()).unwrap().mode() & 0o7777, want);
+        assert_eq!(q.stats().unwrap().mode, want);
+        // Opening an existing deque with another mode leaves its mode alone.
+        drop(Builder::new(&*name).mode(0o644).open_raw().unwrap());
+        assert_eq!(std::fs::metadata(name.path()).unwrap().mode() & 0o7777, want);
+    }
+}
+
+#[test]
+fn another_user_is_refused_a_private_deque_and_admitted_to_a_shared_one() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: not running as root, so no other user to switch to: other-user check skipped");
+        return;
+    }
+    let _dog = Watchdog::new("another_user", LIMIT);
+    let base = Name::new("user");
+    let private = Name::from_existing(format!("{}-private", &*base));
+    let shared = Name::from_existing(format!("{}-shared", &*base));
+    let _p = create(&private, 4, 64);
+    let s = Builder::new(&*shared).capacity(4).slot_size(64).mode(0o666).open_raw().unwrap();
+    s.push_back(b"hello").unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&exe)
+        .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
+        .env(support::ROLE, "other-user")
+        .env(NAME_VAR, &*base);
+    Kid::start(cmd, "other-user child").finish(LIMIT);
+    assert_eq!(s.pop_front().unwrap(), b"from nobody");
+}
+
+#[test]
+fn bad_names_are_refused_with_a_reason() {
+    let long = "n".repeat(255);
+    for (name, reason) in [
+        ("", "empty"),
+        ("a/b", "'/'"),
+        ("/lead", "'/'"),
+        (".", "'.'"),
+        ("..", "'.'"),
+        ("nul\0byte", "NUL"),
+        (long.as_str(), "longer than 254"),
+    ] {
+        let check = |e: Error| match e {
+            Error::InvalidName { reason: r, .. } => assert!(r.contains(reason), "{name:?}: {r}"),
+            other => panic!("{name:?}: {other:?}"),
+        };
+        check(Builder::new(name).open_raw().unwrap_err());
+        check(Builder::new(name).open::<String>().unwrap_err());
+        check(shmdeque::check_name(name).unwrap_err());
+        check(shmdeque::remove(name).unwrap_err());
+        check(shmdeque::probe(name).unwrap_err());
+    }
+    // The longest name that is accepted works end to end.
+    let prefix = format!("{}-", std::process::id());
+    let max = Name::from_existing(format!("{prefix}{}", "m".repeat(254 - prefix.len())));
+    assert_eq!(max.len(), 254);
+    let q = Builder::new(&*max).capacity(2).slot_size(16).open_raw().unwrap();
+    q.push_back(b"ok").unwrap();
+    assert_eq!(q.pop_front().unwrap(), b"ok");
+}
+
+/// The pid of a process that has exited and been reaped.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    c.wait().unwrap();
+    c.id()
+}
+
+/// Checks what every party sees of a segment abandoned by creator `pid` before it was ready, then takes it over
+/// with a matching open-or-create and uses it.
+fn check_abandoned(name: &str, pid: u32, capacity: u32, slot_size: u32) {
+    let e = reopen(name).unwrap_err();
+    assert!(matches!(e, Error::Abandoned { pid: p, .. } if p == pid), "{e:?}");
+    assert!(e.to_string().contains("remove it"), "{e}");
+    let p = shmdeque::probe(name);
+    assert!(matches!(p, Err(Error::Abandoned { pid: p, .. }) if p == pid), "{p:?}");
+    let e = Builder::new(name).create_mode(CreateMode::CreateExclusive).open_raw().unwrap_err();
+    assert!(matches!(e, Error::AlreadyExists { .. }), "{e:?}");
+    // Another geometry cannot take it over; the segment stays recognizably abandoned by the same pid.
+    let e = Builder::new(name).capacity(capacity + 1).slot_size(slot_size).open_raw().unwrap_err();
+    assert!(matches!(e, Error::Abandoned { pid: p, .. } if p == pid), "{e:?}");
+    let q = Builder::new(name).capacity(capacity).slot_size(slot_size).open_raw().expect("take over");
+    q.push_back(b"after takeover").unwrap();
+    assert_eq!(reopen(name).expect("open after takeover").pop_front().unwrap(), b"after takeover");
+    assert!(matches!(shmdeque::probe(name), Ok(Some(_))));
+}
+
+#[test]
+fn a_forged_abandoned_segment_is_reported_and_taken_over() {
+    let name = Name::new("forged");
+    drop(create(&name, 4, 64));
+    let f = open_file(&name);
+    let pid = dead_pid();
+    write_field(&f, "state", 0);
+    write_field(&f, "creator_pid", pid as u64);
+    check_abandoned(&name, pid, 4, 64);
+}
+
+/// Reserving a large segment's memory takes long enough to SIGKILL the creator in the middle of it. Its pid
+/// must already be in the header then, or nobody could ever tell the segment from one still being created.
+#[test]
+fn a_creator_killed_while_reserving_memory_leaves_an_abandoned_segment() {
+    let _dog = Watchdog::new("a_creator_killed_while_reserving_memory", LIMIT);
+    let (capacity, slot_size) = (4096u32, 65536u32); // 256 MiB
+    let mut caught = 0;
+    for _attempt in 0..5 {
+        let name = Name::new("reserve");
+        let mut kid = Kid::spawn(
+            ENTRY,
+            "create",
+            &[
+                (NAME_VAR, name.to_string()),
+                ("SHMDEQUE_TEST_CAPACITY", capacity.to_string()),
+                ("SHMDEQUE_TEST_SLOT", slot_size.to_string()),
+            ],
+        );
+        // The moment the file has its size, the creator is reserving (or about to).
+        wait_until("creator sized the file", LIMIT, || std::fs::metadata(name.path()).is_ok_and(|m| m.len() > 0));
+        kid.kill();
+        let f = open_file(&name);
+        if read_field(&f, "state") == u32::from_le_bytes(*b"REDY") as u64 {
+            continue; // it finished first; try again
+        }
+        assert_eq!(read_field(&f, "creator_pid"), kid.pid as u64, "creator killed before recording its pid");
+        check_abandoned(&name, kid.pid, capacity, slot_size);
+        caught += 1;
+    }
+    assert!(caught > 0, "the creator always finished before it could be killed");
+}
