@@ -380,8 +380,7 @@ fn killed_producer_leaves_a_drainable_deque() {
     let seg = Seg::new("sigkill");
     create(&seg, 64, 128);
     let consumer = start(CONSUMER, &["--name", seg.name(), "--verify", "--consecutive", "--timeout", "30"], None);
-    let mut producer =
-        start(PRODUCER, &["--name", seg.name(), "--count", "1000000000", "--size", "64", "--id", "7"], None);
+    let producer = start(PRODUCER, &["--name", seg.name(), "--count", "1000000000", "--size", "64", "--id", "7"], None);
     wait_until("messages flow", || info(seg.name())["pushed"].as_u64() > Some(5000));
     producer.signal(libc::SIGKILL);
     let p = producer.finish();
