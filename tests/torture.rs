@@ -15,7 +15,7 @@
 //! message was delivered to it. A message is then accounted for exactly once by: a commit, the final drain,
 //! or an uncommitted intent of a killed consumer's last operation that nobody else received.
 //!
-//! Knobs: `SHMDEQUE_TORTURE_ITERS` (crash-matrix iterations, default 200; 40 in debug builds),
+//! Knobs: `SHMDEQUE_TORTURE_ITERS` (crash-matrix iterations, default 500; 60 in debug builds),
 //! `SHMDEQUE_LOAD_MESSAGES` (messages per load test, default 1,000,000; 100,000 in debug builds),
 //! `SHMDEQUE_TORTURE_SEED` (repeat a run).
 
@@ -159,12 +159,20 @@ fn torture_child() {
     std::process::exit(0);
 }
 
+/// Sleeps (holding whatever the caller holds) until the stop file appears: forever, for a victim.
+fn hold_until(stop: &std::path::Path) {
+    while !stop.exists() {
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Pushes synthetic messages 0, 1, 2, ... of producer `id` as `mode` says, until the stop file appears.
 ///
 /// * `busy`: a random mix of every push, single and batch, at both ends, with short timeouts;
 /// * `fill`: blocking pushes that never time out (to be found blocked on a full deque);
 /// * `batch`: large batch pushes, blocking;
-/// * `guard`: takes the lock, pushes a few messages under it, records that it holds it and sleeps.
+/// * `guard`: takes the lock, pushes a few messages under it, records that it holds it and sleeps until
+///   stopped.
 fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut Rng) {
     let cap = q.capacity() as u64;
     let mut seq = 0u64;
@@ -193,9 +201,8 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
             }
         }
         log().rec(LOCKED, 0, 0);
-        loop {
-            thread::sleep(Duration::from_secs(1));
-        }
+        hold_until(stop);
+        return;
     }
     while !stop.exists() {
         let op = match mode {
@@ -278,7 +285,8 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
 /// * `block`: pops that never time out (to be found blocked on an empty deque);
 /// * `batch`: large batch pops;
 /// * `drain`: pops without waiting until the deque is empty, then exits;
-/// * `guard`: takes the lock, pops a few messages under it, records that it holds it and sleeps.
+/// * `guard`: takes the lock, pops a few messages under it, records that it holds it and sleeps until
+///   stopped.
 fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &mut Rng) {
     let q = t.as_raw();
     let cap = q.capacity() as u64;
@@ -297,9 +305,8 @@ fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &m
         log().rec(POP_OP, 0, 0);
         let _g = under_guard(rng.below(4) as usize, rng.chance(2));
         log().rec(LOCKED, 0, 0);
-        loop {
-            thread::sleep(Duration::from_secs(1));
-        }
+        hold_until(stop);
+        return;
     }
     while !stop.exists() {
         let op = match mode {
@@ -491,6 +498,37 @@ impl Matrix {
         (1, 1)
     }
 
+    /// Kills a process blocked on the lock itself (in the mutex's futex, behind a holder), then has the holder
+    /// let go: the other process blocked behind it gets the lock, and a new process can too.
+    fn blocked_on_lock(&mut self, d: usize) -> (u64, u64) {
+        let role = self.random_role();
+        let h = self.spawn(d, role, "guard");
+        let log = self.meta[h.meta].log.clone();
+        wait_until("holder holds the lock", LIMIT, || Log::count(&log, LOCKED) > 0);
+        let v = self.spawn(d, role, "busy");
+        let other = if role == Role::Producer { Role::Consumer } else { Role::Producer };
+        let s = self.spawn(d, other, "busy");
+        self.blocked_anyhow(&[&v, &s]);
+        self.kill(v);
+        self.stop(h);
+        self.replace_and_check(d, role, s);
+        (0, 0)
+    }
+
+    /// Waits until all of `rs` sit in a futex wait, seen three times in a row.
+    fn blocked_anyhow(&self, rs: &[&Runner]) {
+        let tids: Vec<u32> = rs.iter().map(|r| self.tid(r)).collect();
+        let mut streak = 0;
+        wait_until("children block on the lock", LIMIT, || {
+            let all = rs.iter().zip(&tids).all(|(r, &t)| r.kid.in_futex_wait(t));
+            streak = if all { streak + 1 } else { 0 };
+            if streak < 3 {
+                thread::sleep(Duration::from_millis(2));
+            }
+            streak >= 3
+        });
+    }
+
     /// Kills one of two producers blocked on a full deque; the other must still be woken when room is made.
     fn blocked_full(&mut self, d: usize) -> (u64, u64) {
         let v = self.spawn(d, Role::Producer, "fill");
@@ -644,7 +682,7 @@ fn account(meta: &[Meta], drained: &[(u32, u64)]) -> String {
 
 #[test]
 fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
-    let iterations = env_usize("SHMDEQUE_TORTURE_ITERS", debug_or(200, 40));
+    let iterations = env_usize("SHMDEQUE_TORTURE_ITERS", debug_or(500, 60));
     let mut rng = Rng::from_env("SHMDEQUE_TORTURE_SEED");
     let deques = [1u32, 3, 8]
         .iter()
@@ -661,13 +699,13 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
         .collect();
     let seed = rng.next();
     let mut m = Matrix { scratch: Scratch::new("matrix"), deques, meta: Vec::new(), next_id: 0, rng: Rng::new(seed) };
-    let mut kinds = [0usize; 6];
+    let mut kinds = [0usize; 7];
     let (mut min_recoveries, mut max_recoveries) = (0, 0);
     for it in 0..iterations {
         let _dog = Watchdog::new(&format!("crash matrix iteration {it}"), Duration::from_secs(120));
         let d = m.rng.below(m.deques.len() as u64) as usize;
         let before = m.deques[d].q.stats().expect("stats").lock_recoveries;
-        let kind = m.rng.below(6) as usize;
+        let kind = m.rng.below(7) as usize;
         kinds[kind] += 1;
         let (lo, hi) = match kind {
             0 => m.hold_lock(d),
@@ -675,6 +713,7 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
             2 => m.blocked_empty(d),
             3 => m.mid_batch(d, Role::Producer),
             4 => m.mid_batch(d, Role::Consumer),
+            5 => m.blocked_on_lock(d),
             _ => m.busy(d),
         };
         let delta = m.deques[d].q.stats().expect("stats").lock_recoveries - before;
@@ -696,18 +735,29 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
     let summary = account(&m.meta, &drained);
     let killed = m.meta.iter().filter(|x| x.killed).count();
     eprintln!(
-        "crash matrix: {iterations} iterations (hold lock {}, blocked on full {}, blocked on empty {}, mid batch \
-         push {}, mid batch pop {}, busy {}); {} processes, {killed} SIGKILLed; {recoveries} lock recoveries \
-         (expected {min_recoveries}..={max_recoveries}); {summary}",
+        "crash matrix: {iterations} iterations (holding the lock {}, blocked on full {}, blocked on empty {}, \
+         mid batch push {}, mid batch pop {}, blocked on the lock {}, busy {}); {} processes, {killed} \
+         SIGKILLed; {recoveries} lock recoveries (expected {min_recoveries}..={max_recoveries}); {summary}",
         kinds[0],
         kinds[1],
         kinds[2],
         kinds[3],
         kinds[4],
         kinds[5],
+        kinds[6],
         m.meta.len()
     );
     assert!((min_recoveries..=max_recoveries).contains(&recoveries));
+    // The admin tool reports the same count.
+    for d in &m.deques {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmdeque"))
+            .args(["info", &d.name, "--json"])
+            .output()
+            .expect("run shmdeque info");
+        assert!(out.status.success(), "shmdeque info: {}", String::from_utf8_lossy(&out.stderr));
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json is JSON");
+        assert_eq!(info["lock_recoveries"], d.q.stats().unwrap().lock_recoveries);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------

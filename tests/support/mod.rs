@@ -225,12 +225,14 @@ impl Drop for Kid {
 pub fn child_init() {
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    // SAFETY: getppid cannot fail.
-    let ppid = unsafe { libc::getppid() } as u32;
-    if let Ok(p) = std::env::var(PARENT)
-        && p.parse() != Ok(ppid)
+    // Orphaned before the death signal was armed? (The test process may be a grandparent, through strace or
+    // setpriv, so check that it lives rather than that it is the parent.)
+    if let Ok(p) = std::env::var(PARENT).map(|p| p.parse::<libc::pid_t>().unwrap_or(0))
+        // SAFETY: kill with signal 0 only checks that the process exists (EPERM: it does, as another user).
+        && unsafe { libc::kill(p, 0) } != 0
+        && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM)
     {
-        std::process::exit(120); // orphaned before the death signal was armed
+        std::process::exit(120);
     }
     thread::spawn(|| {
         thread::sleep(CHILD_LIFETIME);
