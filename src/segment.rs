@@ -84,6 +84,25 @@ fn shmem_err(name: &str, op: &'static str, e: ShmemError) -> Error {
     }
 }
 
+/// Test-only (the `test-hooks` feature): a process whose `SHMDEQUE_TEST_PAUSE` names `point` writes the file
+/// named by `SHMDEQUE_TEST_PAUSE_FILE` and sleeps there until it is killed, so that a test can SIGKILL a creator
+/// (or a process taking over an abandoned segment) at an exact step of initialization.
+#[cfg(feature = "test-hooks")]
+fn pause_point(point: &str) {
+    if std::env::var("SHMDEQUE_TEST_PAUSE").is_ok_and(|p| p == point) {
+        if let Ok(file) = std::env::var("SHMDEQUE_TEST_PAUSE_FILE") {
+            let _ = std::fs::write(file, point);
+        }
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+fn pause_point(_point: &str) {}
+
 /// What an opener found while polling a segment that is not ready yet.
 enum Pending {
     Ready,
@@ -153,7 +172,9 @@ impl Segment {
         h.creator_pid.store(os::current_pid(), Relaxed);
         h.version.store(LAYOUT_VERSION, Relaxed);
         h.magic.store(MAGIC, Relaxed);
+        pause_point("identified");
         reserve(&seg.fd, len)?;
+        pause_point("reserved");
         os::set_mode(&seg.fd, cfg.mode).map_err(|e| fail(os_err(name, "setting the segment's mode", e)))?;
         seg.initialize().map_err(fail)?;
         Ok(seg)
@@ -172,6 +193,7 @@ impl Segment {
             op: "initializing the lock",
             source: e,
         })?;
+        pause_point("initializing");
         let r = &h.ring;
         r.ring.store(layout::pack_ring(0, 0), Relaxed);
         for w in [&r.closed, &r.attached, &r.producers] {
@@ -190,6 +212,7 @@ impl Segment {
         }
         h.magic.store(MAGIC, Relaxed);
         h.version.store(LAYOUT_VERSION, Relaxed);
+        pause_point("before-ready");
         // SYNC POINT: everything above becomes visible to an opener that reads READY with Acquire.
         h.state.store(STATE_READY, Release);
         Ok(())
