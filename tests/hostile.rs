@@ -92,7 +92,8 @@ fn hostile_child() {
         "create" => {
             let size: u32 = std::env::var("SHMDEQUE_TEST_CAPACITY").map_or(4, |c| c.parse().expect("capacity"));
             let slot: u32 = std::env::var("SHMDEQUE_TEST_SLOT").map_or(64, |c| c.parse().expect("slot"));
-            let _q = Builder::new(&name).capacity(size).slot_size(slot).open_raw().expect("create");
+            let q = Builder::new(&name).capacity(size).slot_size(slot).open_raw().expect("create");
+            q.push_back(b"created").expect("push");
             std::process::exit(0);
         }
         other => panic!("unknown role {other}"),
@@ -742,4 +743,57 @@ fn the_binaries_refuse_bad_names() {
             assert!(stderr.to_lowercase().contains(phrase), "{program} {args:?}: {stderr}");
         }
     }
+}
+
+/// With the `test-hooks` feature, a creator pauses at a named step of initialization and is SIGKILLed there.
+/// An opener already waiting for the segment notices the death and reports it (without waiting out its
+/// timeout); a later open-or-create takes the segment over, even when the process taking it over was itself
+/// killed half-way.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_creator_killed_at_each_step_of_initialization_leaves_an_abandoned_segment() {
+    let _dog = Watchdog::new("a_creator_killed_at_each_step", Duration::from_secs(300));
+    let scratch = support::Scratch::new("steps");
+    let paused = |name: &str, point: &str| {
+        let file = scratch.file(point);
+        let kid = Kid::spawn(
+            ENTRY,
+            "create",
+            &[
+                (NAME_VAR, name.to_owned()),
+                ("SHMDEQUE_TEST_PAUSE", point.to_owned()),
+                ("SHMDEQUE_TEST_PAUSE_FILE", file.display().to_string()),
+            ],
+        );
+        wait_until(&format!("creator pauses at {point}"), LIMIT, || file.exists());
+        let _ = std::fs::remove_file(&file);
+        kid
+    };
+    for point in ["identified", "reserved", "initializing", "before-ready"] {
+        let name = Name::new(point);
+        let mut kid = paused(&name, point);
+        thread::scope(|s| {
+            let waiting =
+                s.spawn(|| Builder::new(&*name).create_mode(CreateMode::Open).open_timeout(LIMIT).open_raw().map(drop));
+            thread::sleep(Duration::from_millis(5));
+            kid.kill();
+            let r = waiting.join().unwrap();
+            assert!(matches!(r, Err(Error::Abandoned { pid, .. }) if pid == kid.pid), "{point}: {r:?}");
+        });
+        check_abandoned(&name, kid.pid, 4, 64);
+    }
+    // A takeover killed half-way leaves the segment abandoned by the taker, and the next one succeeds.
+    let name = Name::new("retake");
+    drop(create(&name, 4, 64));
+    write_field(&open_file(&name), "state", 0);
+    write_field(&open_file(&name), "creator_pid", dead_pid() as u64);
+    let mut taker = paused(&name, "initializing");
+    taker.kill();
+    check_abandoned(&name, taker.pid, 4, 64);
+}
+
+#[cfg(not(feature = "test-hooks"))]
+#[test]
+fn a_creator_killed_at_each_step_of_initialization_leaves_an_abandoned_segment() {
+    eprintln!("note: built without the test-hooks feature; creators killed at exact steps were not tested");
 }
