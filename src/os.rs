@@ -10,7 +10,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Directory where Linux exposes POSIX shared-memory objects.
@@ -92,6 +92,28 @@ fn lock_result(rc: libc::c_int) -> Result<Locked, LockFail> {
 pub(crate) unsafe fn mutex_trylock(m: *mut libc::pthread_mutex_t) -> Result<Locked, LockFail> {
     // SAFETY: per this function's contract, `m` is an initialized process-shared mutex.
     lock_result(unsafe { libc::pthread_mutex_trylock(m) })
+}
+
+/// Whether the mutex's lock word shows an owner: a plain read, so that a spinning locker can wait for the
+/// lock to look free without taking the cache line away from the holder. A hint only; the lock itself is
+/// taken with [`mutex_trylock`]. Reads glibc's lock word (the first `int` of `pthread_mutex_t`: 0 when free,
+/// else the owner's thread id and flag bits); elsewhere it always answers "free", which only costs a trylock.
+///
+/// # Safety
+/// As for [`mutex_trylock`].
+#[inline]
+pub(crate) unsafe fn mutex_looks_held(m: *mut libc::pthread_mutex_t) -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: `m` points to an initialized, mapped, 4-aligned pthread_mutex_t whose first field is glibc's
+        // `int __lock`, which glibc itself only changes with atomic instructions; this is an atomic read of it.
+        unsafe { AtomicI32::from_ptr(m.cast::<i32>()) }.load(Ordering::Relaxed) != 0
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        let _ = m;
+        false
+    }
 }
 
 /// Takes the mutex, blocking until `deadline` (or forever with `None`).

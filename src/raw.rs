@@ -21,8 +21,6 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
-use crossbeam_utils::Backoff;
-
 use crate::err::{Error, PopError, PushError};
 use crate::layout::{self, Header, WaitWord};
 use crate::os::{self, LockFail, Locked};
@@ -36,7 +34,9 @@ pub(crate) const LOCK_SPIN: Duration = Duration::from_micros(4);
 const DETACH_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds of the adaptive spin before a waiter sleeps on its futex (nanoseconds).
 const WAIT_SPIN_MIN_NS: u32 = 250;
-const WAIT_SPIN_MAX_NS: u32 = 8_000;
+const WAIT_SPIN_MAX_NS: u32 = 50_000;
+/// Polls of a spinning locker or waiter between two reads of the clock.
+const SPIN_POLLS: u32 = 16;
 
 /// Which end of the deque an operation works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,14 +196,22 @@ impl RawDeque {
         // SAFETY: `m` is the initialized process-shared mutex of a READY segment that `self` keeps mapped.
         let mut r = unsafe { os::mutex_trylock(m) };
         if matches!(r, Err(LockFail::Busy)) {
-            let backoff = Backoff::new();
             let spin_until = Instant::now() + LOCK_SPIN;
-            loop {
-                backoff.spin();
-                // SAFETY: as above.
-                r = unsafe { os::mutex_trylock(m) };
-                if !matches!(r, Err(LockFail::Busy)) {
-                    break;
+            'spin: loop {
+                // Poll the lock word and try only when it looks free: a read shares the cache line with the
+                // holder, a failed trylock takes it away. One PAUSE per poll (tens of ns on current x86), not an
+                // exponential backoff: critical sections are a memcpy long, and a backoff of 64 PAUSEs (about
+                // 2 us) would leave the lock idle long after it was released. The clock is read once per round.
+                for _ in 0..SPIN_POLLS {
+                    // SAFETY: as above.
+                    if !unsafe { os::mutex_looks_held(m) } {
+                        // SAFETY: as above.
+                        r = unsafe { os::mutex_trylock(m) };
+                        if !matches!(r, Err(LockFail::Busy)) {
+                            break 'spin;
+                        }
+                    }
+                    std::hint::spin_loop();
                 }
                 if Instant::now() >= spin_until {
                     // SAFETY: as above.
@@ -290,15 +298,20 @@ impl RawDeque {
         let budget = self.spin_ns.load(Relaxed);
         let start = Instant::now();
         let spin_until = start + Duration::from_nanos(budget as u64);
-        let backoff = Backoff::new();
-        while Instant::now() < spin_until {
-            if word.seq.load(Acquire) != seq {
-                self.spin_ns.store(budget.saturating_mul(2).min(WAIT_SPIN_MAX_NS), Relaxed);
-                return;
+        // Poll with one PAUSE between reads, reading the clock once per round: an exponential backoff of PAUSEs
+        // (each tens of ns on current x86) would notice the change microseconds late.
+        loop {
+            for _ in 0..SPIN_POLLS {
+                if word.seq.load(Acquire) != seq {
+                    self.adapt_spin(budget, start.elapsed());
+                    return;
+                }
+                std::hint::spin_loop();
             }
-            backoff.spin();
+            if Instant::now() >= spin_until {
+                break;
+            }
         }
-        self.spin_ns.store((budget / 2).max(WAIT_SPIN_MIN_NS), Relaxed);
         // SeqCst pairs with the waker's SeqCst bump-then-load: either it sees us sleeping, or the kernel's
         // read of the word inside FUTEX_WAIT sees its bump.
         word.sleepers.fetch_add(1, SeqCst);
@@ -313,6 +326,23 @@ impl RawDeque {
             os::futex_wait(&word.seq, seq, timeout);
         }
         word.sleepers.fetch_sub(1, SeqCst);
+        self.adapt_spin(budget, start.elapsed());
+    }
+
+    /// Sets the next wait's spin budget from how long this one lasted. A wait that a spin of at most
+    /// [`WAIT_SPIN_MAX_NS`] would have covered (the other side is running and answers within microseconds)
+    /// moves the budget towards twice its length, even if this wait ended asleep: otherwise one slow answer
+    /// (the other side preempted) shrinks the budget below the usual answer time and every later wait
+    /// sleeps, for good. A longer wait halves the budget, down to [`WAIT_SPIN_MIN_NS`]: the other side is not
+    /// running, and spinning would only take the core from it (or from whoever else needs it).
+    fn adapt_spin(&self, budget: u32, waited: Duration) {
+        let waited = waited.as_nanos().min(u32::MAX as u128) as u32;
+        let next = if waited <= WAIT_SPIN_MAX_NS {
+            (budget / 2 + waited).clamp(WAIT_SPIN_MIN_NS, WAIT_SPIN_MAX_NS)
+        } else {
+            (budget / 2).max(WAIT_SPIN_MIN_NS)
+        };
+        self.spin_ns.store(next, Relaxed);
     }
 
     fn signal(word: &WaitWord) {
