@@ -115,7 +115,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
     row("pipe", &pipe);
     println!();
     let ratio = pipe.elapsed.as_secs_f64() / shm.elapsed.as_secs_f64();
-    if ratio >= 1.0 {
+    if (0.97..=1.03).contains(&ratio) {
+        println!("shmdeque and the pipe were equally fast on this run (within 3%).");
+    } else if ratio > 1.0 {
         println!("shmdeque was {ratio:.2}x as fast as the pipe on this run.");
     } else {
         println!("The pipe was {:.2}x as fast as shmdeque on this run.", 1.0 / ratio);
