@@ -478,6 +478,12 @@ fn dead_pid() -> u32 {
 /// Checks what every party sees of a segment abandoned by creator `pid` before it was ready, then takes it over
 /// with a matching open-or-create and uses it.
 fn check_abandoned(name: &str, pid: u32, capacity: u32, slot_size: u32) {
+    // The admin tool lists it with the reason.
+    let out = Command::new(SHMDEQUE).args(["list", "--json"]).output().expect("shmdeque list");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list --json");
+    let row = listed.as_array().unwrap().iter().find(|r| r["name"] == name).cloned();
+    let row = row.unwrap_or_else(|| panic!("abandoned {name} not listed: {listed}"));
+    assert!(row["error"].as_str().is_some_and(|e| e.contains(&format!("abandoned half-created by process {pid}"))));
     let e = reopen(name).unwrap_err();
     assert!(matches!(e, Error::Abandoned { pid: p, .. } if p == pid), "{e:?}");
     assert!(e.to_string().contains("remove it"), "{e}");
@@ -532,6 +538,10 @@ fn a_creator_killed_while_reserving_memory_leaves_an_abandoned_segment() {
         }
         assert_eq!(read_field(&f, "creator_pid"), kid.pid as u64, "creator killed before recording its pid");
         check_abandoned(&name, kid.pid, capacity, slot_size);
+        // And the admin tool removes what was abandoned.
+        let (code, stderr) = run_bin(SHMDEQUE, &["remove".as_ref(), name.as_ref()]);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!name.exists());
         caught += 1;
     }
     assert!(caught > 0, "the creator always finished before it could be killed");
