@@ -797,6 +797,27 @@ impl RawDeque {
         )
     }
 
+    /// As [`pop_front_many_with`](Self::pop_front_many_with), from the back (back-most first).
+    ///
+    /// # Errors
+    /// As [`pop_front_many_with`](Self::pop_front_many_with).
+    pub fn pop_back_many_with(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut read: impl FnMut(&[u8]),
+    ) -> Result<usize, PopError> {
+        self.pop_many_with(
+            End::Back,
+            max,
+            |b| {
+                read(b);
+                Ok(())
+            },
+            wait_for(timeout),
+        )
+    }
+
     /// A copy of the front message, leaving it in place.
     ///
     /// # Errors

@@ -113,6 +113,34 @@ struct Consumer<'a, W: Write> {
     last_flush: Instant,
 }
 
+/// Popped messages, copied out of the deque into one reused buffer (no allocation per message).
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    fn push(&mut self, msg: &[u8]) {
+        self.bytes.extend_from_slice(msg);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(start, &end)| &self.bytes[start..end])
+    }
+}
+
 /// What a pop brought.
 enum Popped {
     Some,
@@ -121,7 +149,7 @@ enum Popped {
 
 impl<W: Write> Consumer<'_, W> {
     fn run(&mut self) -> Result<(), Failure> {
-        let mut batch = Vec::with_capacity(BATCH);
+        let mut batch = Batch::default();
         let mut patience = Patience::new(self.args.timeout);
         loop {
             let left = self.args.count.map_or(u64::MAX, |n| n - self.meter.messages());
@@ -161,7 +189,7 @@ impl<W: Write> Consumer<'_, W> {
 
     /// Pops up to `want` messages into `batch`: at once if there are any; otherwise after a moment's wait,
     /// then after flushing the output, in slices that check for signals and `--timeout` in between.
-    fn pop_batch(&mut self, want: usize, batch: &mut Vec<Vec<u8>>, patience: &Patience) -> Result<Popped, Failure> {
+    fn pop_batch(&mut self, want: usize, batch: &mut Batch, patience: &Patience) -> Result<Popped, Failure> {
         let mut r = self.pop(want, batch, None);
         if matches!(r, Err(PopError::Empty)) {
             // Messages trickling in faster than MOMENT would otherwise never be flushed.
@@ -191,19 +219,21 @@ impl<W: Write> Consumer<'_, W> {
         }
     }
 
-    fn pop(&self, want: usize, batch: &mut Vec<Vec<u8>>, wait: Option<Duration>) -> Result<usize, PopError> {
-        match (self.args.back, wait) {
-            (false, None) => self.q.try_pop_front_many(want, batch),
-            (false, Some(d)) => self.q.pop_front_many_timeout(want, batch, d),
-            (true, wait) => self.q.pop_back_many(want, batch, Some(wait.unwrap_or(Duration::ZERO))),
+    fn pop(&self, want: usize, batch: &mut Batch, wait: Option<Duration>) -> Result<usize, PopError> {
+        // `Some(ZERO)` is the library's "do not wait".
+        let wait = Some(wait.unwrap_or(Duration::ZERO));
+        if self.args.back {
+            self.q.pop_back_many_with(want, wait, |m| batch.push(m))
+        } else {
+            self.q.pop_front_many_with(want, wait, |m| batch.push(m))
         }
     }
 
     /// Writes (and with --verify checks) a batch; returns the first verification failure, after writing all.
-    fn write(&mut self, batch: &[Vec<u8>]) -> Result<(), Failure> {
+    fn write(&mut self, batch: &Batch) -> Result<(), Failure> {
         let mut bad = None;
         let mut bytes = 0;
-        for msg in batch {
+        for msg in batch.iter() {
             if self.args.verify && bad.is_none() {
                 bad = self.check(msg).err();
             }
