@@ -1,6 +1,6 @@
 //! The segment layout: the one module that knows where anything lives in shared memory.
 //!
-//! # Layout version 1
+//! # Layout version 2
 //!
 //! ```text
 //! offset 0            Header (HEADER_SIZE bytes, #[repr(C)], cache-line padded groups)
@@ -10,8 +10,8 @@
 //!   ring              ring word (head | len << 32), closed flag, attached count,
 //!                     producer count, counters: pushed, popped, lock recoveries,
 //!                     high-water mark                               (written under the lock)
-//!   not_empty         futex sequence word, waiter and sleeper counts (own cache line)
-//!   not_full          futex sequence word, waiter and sleeper counts (own cache line)
+//!   not_empty         futex sequence word, (reserved), sleeper count (own cache line)
+//!   not_full          futex sequence word, (reserved), sleeper count (own cache line)
 //!   producers         MAX_PRODUCERS words: pid | start-time tag << 32, 0 = free
 //! offset HEADER_SIZE  capacity slots of slot_size bytes each:
 //!                     [u32 little-endian payload length][payload ... up to slot_size - 4 bytes]
@@ -33,7 +33,7 @@ use crossbeam_utils::CachePadded;
 /// "SHMDEQUE" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMDEQUE");
 /// Bumped whenever anything in this file changes meaning or place.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Value of [`Header::state`] once the creator has finished initializing. "REDY" in ASCII.
 pub(crate) const STATE_READY: u32 = 0x5944_4552;
 /// How many producers can register at once.
@@ -70,17 +70,18 @@ pub(crate) struct RingWords {
 
 /// One condition (not empty, not full) that processes wait for.
 ///
-/// A waiter registers in `waiters` while holding the lock, then spins and finally sleeps on `seq`. A
-/// process that makes the condition true reads `waiters` under the lock and only if it is nonzero bumps
-/// `seq`, and only if `sleepers` is nonzero makes the `FUTEX_WAKE` system call; so push and pop cost no
-/// extra atomic operation and no system call while nobody waits.
+/// A waiter first spins watching the ring word, unregistered. Before it sleeps on `seq` it registers in
+/// `sleepers` while holding the lock; a process that makes the condition true reads `sleepers` under the
+/// lock and only if it is nonzero bumps `seq` and makes the `FUTEX_WAKE` system call, so push and pop cost
+/// no extra atomic operation and no system call while nobody sleeps. (Layout 1 also made signallers bump
+/// `seq` for spinning waiters, counted in `waiters`; a mix of versions would lose wake-ups, hence version 2.)
 #[repr(C)]
 pub(crate) struct WaitWord {
     /// The futex word: changes whenever the condition may have become true.
     pub seq: AtomicU32,
-    /// Processes that saw the condition false under the lock and have not finished waiting.
+    /// Unused since layout 2 (kept so that the fields keep their places); zero.
     pub waiters: AtomicU32,
-    /// The subset of `waiters` that is (about to be) asleep in `FUTEX_WAIT`.
+    /// Processes that registered under the lock to sleep in `FUTEX_WAIT` and have not finished waiting.
     pub sleepers: AtomicU32,
 }
 

@@ -9,15 +9,18 @@
 //! the single ring-word store that publishes it, a holder killed at any instant leaves nothing torn.
 //!
 //! # Waiting
-//! A process that finds the deque full (or empty) registers in the matching [`WaitWord`] while still
-//! holding the lock, remembers its sequence value, unlocks, spins for an adaptive few microseconds watching
-//! the sequence, and then sleeps on it with `FUTEX_WAIT`. A process that makes room (or adds a message)
-//! reads the waiter count under the lock and, only if someone waits, bumps the sequence after unlocking and,
-//! only if someone sleeps, calls `FUTEX_WAKE` for all sleepers. Waking all rather than one means a waiter
-//! killed right after its wake-up cannot swallow the wake-up another process needed.
+//! A process that finds the deque full (or empty) unlocks and spins for an adaptive few microseconds,
+//! watching the ring word, then tries again. If the condition still does not hold, it registers in the
+//! condition's [`WaitWord`] `sleepers` count while holding the lock, remembers its sequence value, unlocks and
+//! sleeps on it with `FUTEX_WAIT`. A process that makes room (or adds a message) reads the sleeper count
+//! under the lock and, only if someone sleeps, bumps the sequence after unlocking and calls `FUTEX_WAKE` for
+//! all of them: while the other side spins or nobody waits, a push or a pop costs no extra atomic operation
+//! and no system call. Waking all rather than one means a waiter killed right after its wake-up cannot
+//! swallow the wake-up another process needed; a killed sleeper leaves its count behind, which only costs
+//! later signallers a system call.
 
 use std::marker::PhantomData;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
@@ -34,7 +37,9 @@ pub(crate) const LOCK_SPIN: Duration = Duration::from_micros(4);
 const DETACH_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds of the adaptive spin before a waiter sleeps on its futex (nanoseconds).
 const WAIT_SPIN_MIN_NS: u32 = 250;
-const WAIT_SPIN_MAX_NS: u32 = 50_000;
+const WAIT_SPIN_MAX_NS: u32 = 20_000;
+/// How long a waiter spins before it also yields the core between polls.
+const SPIN_YIELD_AFTER: Duration = Duration::from_micros(2);
 /// Polls of a spinning locker or waiter between two reads of the clock.
 const SPIN_POLLS: u32 = 16;
 
@@ -259,15 +264,24 @@ impl RawDeque {
     }
 
     /// Runs `attempt` under the lock until it yields a result, waiting for `cond` in between as `wait` says.
+    ///
+    /// A failed attempt first spins outside the lock, watching the ring word, for an adaptive budget (see
+    /// [`adapt_spin`](Self::adapt_spin)); spinners register nowhere, so a push or pop costs its maker nothing
+    /// extra while the other side spins. If the budget runs out, the next failed attempt registers in the
+    /// condition's `sleepers` count under the lock, remembers the sequence word, unlocks and sleeps on it.
     fn blocking<R>(
         &self,
         cond: Cond,
         wait: Wait,
         mut attempt: impl FnMut(&mut RawLockGuard<'_>) -> Option<R>,
     ) -> Result<R, Blocked> {
+        let mut spun: Option<(u32, Instant)> = None;
         loop {
             let mut guard = self.lock_until(wait.deadline())?;
             if let Some(r) = attempt(&mut guard) {
+                if let Some((budget, start)) = spun {
+                    self.adapt_spin(budget, start.elapsed());
+                }
                 return Ok(r);
             }
             let deadline = match wait {
@@ -275,13 +289,23 @@ impl RawDeque {
                 Wait::Until(t) if Instant::now() >= t => return Err(Blocked::Timeout),
                 w => w.deadline(),
             };
+            let Some((budget, start)) = spun else {
+                drop(guard);
+                let budget = self.spin_ns.load(Relaxed);
+                let start = Instant::now();
+                self.spin_for(cond, start + Duration::from_nanos(budget as u64), deadline);
+                spun = Some((budget, start));
+                continue;
+            };
             let word = self.word(cond);
             // Register while holding the lock: whoever changes the deque after this unlock will see us.
-            word.waiters.fetch_add(1, Relaxed);
+            word.sleepers.fetch_add(1, Relaxed);
             let seq = word.seq.load(Relaxed);
             drop(guard);
-            self.wait_for_change(word, seq, deadline);
-            word.waiters.fetch_sub(1, Relaxed);
+            Self::sleep_while(word, seq, deadline);
+            word.sleepers.fetch_sub(1, Relaxed);
+            self.adapt_spin(budget, start.elapsed());
+            spun = None;
         }
     }
 
@@ -292,30 +316,50 @@ impl RawDeque {
         }
     }
 
-    /// Waits until `word.seq` moves away from `seq`, the deadline passes, or a spurious wake-up; the caller
-    /// re-checks under the lock in every case.
-    fn wait_for_change(&self, word: &WaitWord, seq: u32, deadline: Option<Instant>) {
-        let budget = self.spin_ns.load(Relaxed);
-        let start = Instant::now();
-        let spin_until = start + Duration::from_nanos(budget as u64);
-        // Poll with one PAUSE between reads, reading the clock once per round: an exponential backoff of PAUSEs
-        // (each tens of ns on current x86) would notice the change microseconds late.
+    /// Whether `cond` may hold now, from the ring word and the closed flag read without the lock: a hint that
+    /// it is worth taking the lock to try again.
+    #[inline]
+    fn may_proceed(&self, cond: Cond) -> bool {
+        let r = &self.header().ring;
+        let (_, len) = layout::unpack_ring(r.ring.load(Acquire));
+        let ready = match cond {
+            Cond::NotEmpty => len != 0,
+            Cond::NotFull => len < self.seg.capacity,
+        };
+        ready || r.closed.load(Relaxed) != 0
+    }
+
+    /// Spins until `cond` may hold, `until` or `deadline`. Polls with one PAUSE between reads and reads the
+    /// clock once per [`SPIN_POLLS`] polls: an exponential backoff of PAUSEs (each tens of ns on current x86)
+    /// would notice the change microseconds late.
+    ///
+    /// After [`SPIN_YIELD_AFTER`] each round also yields the core: the process that would change the
+    /// condition may be queued on this very core (the scheduler tends to wake a process next to its waker),
+    /// and spinning on would only keep it from running until the budget ran out.
+    fn spin_for(&self, cond: Cond, until: Instant, deadline: Option<Instant>) {
+        let until = deadline.map_or(until, |d| d.min(until));
+        let yield_after = Instant::now() + SPIN_YIELD_AFTER;
         loop {
             for _ in 0..SPIN_POLLS {
-                if word.seq.load(Acquire) != seq {
-                    self.adapt_spin(budget, start.elapsed());
+                if self.may_proceed(cond) {
                     return;
                 }
                 std::hint::spin_loop();
             }
-            if Instant::now() >= spin_until {
-                break;
+            let now = Instant::now();
+            if now >= until {
+                return;
+            }
+            if now >= yield_after {
+                std::thread::yield_now();
             }
         }
-        // SeqCst pairs with the waker's SeqCst bump-then-load: either it sees us sleeping, or the kernel's
-        // read of the word inside FUTEX_WAIT sees its bump.
-        word.sleepers.fetch_add(1, SeqCst);
-        while word.seq.load(SeqCst) == seq {
+    }
+
+    /// Sleeps while `word.seq` still holds `seq`, up to the deadline; the caller re-checks under the lock in
+    /// every case (a wake-up, a change, a signal, the timeout).
+    fn sleep_while(word: &WaitWord, seq: u32, deadline: Option<Instant>) {
+        while word.seq.load(Acquire) == seq {
             let timeout = match deadline {
                 Some(t) => match t.checked_duration_since(Instant::now()) {
                     Some(d) if !d.is_zero() => Some(d),
@@ -325,8 +369,6 @@ impl RawDeque {
             };
             os::futex_wait(&word.seq, seq, timeout);
         }
-        word.sleepers.fetch_sub(1, SeqCst);
-        self.adapt_spin(budget, start.elapsed());
     }
 
     /// Sets the next wait's spin budget from how long this one lasted. A wait that a spin of at most
@@ -345,11 +387,12 @@ impl RawDeque {
         self.spin_ns.store(next, Relaxed);
     }
 
+    /// Wakes every process asleep on `word`: bumps the sequence (so that one about to call FUTEX_WAIT with the
+    /// old value returns at once) and wakes all, so that a sleeper killed right after its wake-up cannot
+    /// swallow the wake-up another needed.
     fn signal(word: &WaitWord) {
-        word.seq.fetch_add(1, SeqCst);
-        if word.sleepers.load(SeqCst) != 0 {
-            os::futex_wake(&word.seq, i32::MAX);
-        }
+        word.seq.fetch_add(1, Release);
+        os::futex_wake(&word.seq, i32::MAX);
     }
 
     /// Shared body of every single-message push.
@@ -1246,10 +1289,10 @@ fn bump(counter: &AtomicU64, n: u64) {
 impl Drop for RawLockGuard<'_> {
     fn drop(&mut self) {
         let h = self.header();
-        // Read under the lock: a waiter registers under the lock before it sleeps, so a zero here means
-        // nobody needs a wake-up for this change.
-        let wake_not_empty = self.closed || (self.added && h.not_empty.waiters.load(Relaxed) != 0);
-        let wake_not_full = self.closed || (self.removed && h.not_full.waiters.load(Relaxed) != 0);
+        // Read under the lock: a sleeper registers under the lock before it sleeps, so a zero here means
+        // nobody sleeps waiting for this change (spinners watch the ring word themselves).
+        let wake_not_empty = self.closed || (self.added && h.not_empty.sleepers.load(Relaxed) != 0);
+        let wake_not_full = self.closed || (self.removed && h.not_full.sleepers.load(Relaxed) != 0);
         // SAFETY: this guard's existence means this thread holds the mutex.
         unsafe { os::mutex_unlock(h.lock.0.get()) };
         if wake_not_empty {
