@@ -368,7 +368,17 @@ fn chart(path: &Path, rows: &[Row]) -> Result<(), String> {
             .filter(|r| r.label == b.label())
             .filter_map(|r| r.mb_per_s().map(|y| (r.size as f64, y)))
             .collect();
-        let color = Palette99::pick(i).to_rgba();
+        // Fixed, distinguishable colours: the baselines in blue and green shades, shmdeque in warm ones.
+        const COLORS: [RGBColor; 7] = [
+            RGBColor(31, 119, 180),
+            RGBColor(120, 170, 220),
+            RGBColor(44, 160, 44),
+            RGBColor(140, 205, 120),
+            RGBColor(214, 39, 40),
+            RGBColor(148, 52, 180),
+            RGBColor(255, 127, 14),
+        ];
+        let color = COLORS[i % COLORS.len()].to_rgba();
         let style = ShapeStyle::from(&color).stroke_width(if b.label().starts_with("shmdeque") { 3 } else { 2 });
         chart
             .draw_series(LineSeries::new(points.clone(), style))
