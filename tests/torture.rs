@@ -56,6 +56,8 @@ const POP_OP: u8 = b'O';
 const POP_INTENT: u8 = b'I';
 const POP_COMMIT: u8 = b'C';
 const LOCKED: u8 = b'L';
+/// Written by a consumer stopped inside its `read` closure: the pop it was in cannot have taken effect.
+const UNPUBLISHED: u8 = b'U';
 const BAD: u8 = b'X';
 
 fn debug_or(release: usize, debug: usize) -> usize {
@@ -172,7 +174,8 @@ fn hold_until(stop: &std::path::Path) {
 /// * `fill`: blocking pushes that never time out (to be found blocked on a full deque);
 /// * `batch`: large batch pushes, blocking;
 /// * `guard`: takes the lock, pushes a few messages under it, records that it holds it and sleeps until
-///   stopped.
+///   stopped;
+/// * `inside`: stops half-way through writing a message into its slot (the lock held, nothing published).
 fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut Rng) {
     let cap = q.capacity() as u64;
     let mut seq = 0u64;
@@ -189,6 +192,26 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
         let s = synth::check(m).expect("own message");
         log().rec(PUSH_OK, s.producer as u64, s.seq);
     };
+    if mode == "inside" {
+        // Stopped half-way through writing a message into its slot, with the lock held.
+        let m = &next(1)[0];
+        let back = rng.chance(2);
+        loop {
+            let fill = |slot: &mut [u8]| {
+                slot[..SIZE / 2].copy_from_slice(&m[..SIZE / 2]);
+                log().rec(LOCKED, 0, 0);
+                hold_until(stop);
+                slot.copy_from_slice(m);
+            };
+            let r =
+                if back { q.push_back_with(SIZE, Some(TICK), fill) } else { q.push_front_with(SIZE, Some(TICK), fill) };
+            match r {
+                Ok(()) => return ok(m),
+                Err(PushError::Timeout(())) => {}
+                Err(e) => panic!("push: {e:?}"),
+            }
+        }
+    }
     if mode == "guard" {
         let msgs = next(rng.below(4) as usize);
         let mut g = q.lock().expect("lock");
@@ -286,7 +309,8 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
 /// * `batch`: large batch pops;
 /// * `drain`: pops without waiting until the deque is empty, then exits;
 /// * `guard`: takes the lock, pops a few messages under it, records that it holds it and sleeps until
-///   stopped.
+///   stopped;
+/// * `inside`: stops inside the `read` of a pop (the lock held, the message not yet removed).
 fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &mut Rng) {
     let q = t.as_raw();
     let cap = q.capacity() as u64;
@@ -301,6 +325,26 @@ fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &m
         }
         g
     };
+    if mode == "inside" {
+        // Stopped inside `read`, with the lock held and the message not yet removed.
+        log().rec(POP_OP, 0, 0);
+        let back = rng.chance(2);
+        loop {
+            let read = |m: &[u8]| {
+                intent(m);
+                log().rec(UNPUBLISHED, 0, 0);
+                log().rec(LOCKED, 0, 0);
+                hold_until(stop);
+                m.to_vec()
+            };
+            let r = if back { q.pop_back_with(Some(TICK), read) } else { q.pop_front_with(Some(TICK), read) };
+            match r {
+                Ok(m) => return commit(&m),
+                Err(PopError::Timeout) => {}
+                Err(e) => panic!("pop: {e:?}"),
+            }
+        }
+    }
     if mode == "guard" {
         log().rec(POP_OP, 0, 0);
         let _g = under_guard(rng.below(4) as usize, rng.chance(2));
@@ -482,17 +526,23 @@ impl Matrix {
 
     /// Kills a process that holds the lock; the others, blocked behind it, must go on, and exactly one
     /// recovery is counted.
+    ///
+    /// The victim either holds a lock guard after whole pushes or pops, or is stopped inside the library's
+    /// critical section: half-way through writing a message into its slot, or inside the `read` of a pop,
+    /// before the ring word is published. Neither may leave a torn message or lose the message being popped.
     fn hold_lock(&mut self, d: usize) -> (u64, u64) {
         let role = self.random_role();
-        let v = self.spawn(d, role, "guard");
-        let log = self.meta[v.meta].log.clone();
-        wait_until("victim holds the lock", LIMIT, || Log::count(&log, LOCKED) > 0);
+        let mode = if self.rng.chance(2) { "inside" } else { "guard" };
         let p = self.spawn(d, Role::Producer, "busy");
         let c = self.spawn(d, Role::Consumer, "busy");
+        let v = self.spawn(d, role, mode);
+        let log = self.meta[v.meta].log.clone();
+        wait_until("victim holds the lock", LIMIT, || Log::count(&log, LOCKED) > 0);
         self.nap(10);
+        let (pushed, popped) = (self.count(&p, PUSH_OK), self.count(&c, POP_COMMIT));
         self.kill(v);
-        self.progress(&p, PUSH_OK, 0, 3);
-        self.progress(&c, POP_COMMIT, 0, 3);
+        self.progress(&p, PUSH_OK, pushed, 3);
+        self.progress(&c, POP_COMMIT, popped, 3);
         self.stop(p);
         self.stop(c);
         (1, 1)
@@ -609,6 +659,8 @@ fn account(meta: &[Meta], drained: &[(u32, u64)]) -> String {
     let mut received: HashMap<(u32, u64), Vec<String>> = HashMap::new();
     // Intents of killed consumers' last operations that were never committed.
     let mut in_flight: HashMap<(u32, u64), String> = HashMap::new();
+    // Messages that a consumer was killed reading before its pop could take effect.
+    let mut must_remain: Vec<((u32, u64), String)> = Vec::new();
     for m in meta {
         let recs = Log::read(&m.log);
         assert!(!recs.iter().any(|r| r.kind == BAD), "{} received a torn or foreign message", m.label);
@@ -644,6 +696,9 @@ fn account(meta: &[Meta], drained: &[(u32, u64)]) -> String {
                     if !open.is_empty() {
                         let last = i == ops.len() - 1;
                         assert!(m.killed && last, "{}: messages read but never popped: {open:?}", m.label);
+                        if op.iter().any(|r| r.kind == UNPUBLISHED) {
+                            must_remain.extend(open.iter().map(|&s| (s, m.label.clone())));
+                        }
                         for s in open {
                             in_flight.insert(s, m.label.clone());
                         }
@@ -659,6 +714,9 @@ fn account(meta: &[Meta], drained: &[(u32, u64)]) -> String {
         assert_eq!(who.len(), 1, "message {s:?} delivered more than once: {who:?}");
         let p = pushes.get(&s.0);
         assert!(p.is_some_and(|p| p.intended.contains(&s.1)), "message {s:?} was never pushed");
+    }
+    for (s, who) in &must_remain {
+        assert!(received.contains_key(s), "{who} was killed before its pop of {s:?} took effect, yet it is gone");
     }
     let mut delivered_to_killed = 0;
     let mut ok_total = 0;
@@ -735,7 +793,7 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
     let summary = account(&m.meta, &drained);
     let killed = m.meta.iter().filter(|x| x.killed).count();
     eprintln!(
-        "crash matrix: {iterations} iterations (holding the lock {}, blocked on full {}, blocked on empty {}, \
+        "crash matrix: {iterations} iterations (holding the lock or inside it {}, blocked on full {}, blocked on empty {}, \
          mid batch push {}, mid batch pop {}, blocked on the lock {}, busy {}); {} processes, {killed} \
          SIGKILLed; {recoveries} lock recoveries (expected {min_recoveries}..={max_recoveries}); {summary}",
         kinds[0],
