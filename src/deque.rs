@@ -410,10 +410,8 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     /// # Errors
     /// As [`get`](Self::get).
     pub fn back(&self) -> Result<Option<T>, PopError> {
-        match self.len() {
-            0 => Ok(None),
-            n => self.get(n - 1),
-        }
+        // The raw guard validates the ring even when it looks empty, as `front` does.
+        self.raw.back()?.map(decode_popped).transpose()
     }
 
     /// Decoded copies of the values front to back, without removing them.

@@ -190,7 +190,8 @@ impl Verifier {
                 ),
             });
         }
-        *next = stamp.seq + 1;
+        // Saturating: a hostile message may carry the largest sequence number.
+        *next = stamp.seq.saturating_add(1);
         Ok(stamp)
     }
 
@@ -224,6 +225,9 @@ mod tests {
                 assert!(check(&bad).is_err(), "flip of bit {bit} in byte {i} went unnoticed");
             }
         }
+        let mut v = Verifier::new(false);
+        v.observe(&make(1, u64::MAX, 32)).unwrap();
+        assert!(v.observe(&make(1, 0, 32)).is_err());
         // Two messages of one producer differ beyond their header.
         assert_ne!(make(3, 1, 64)[32..], make(3, 2, 64)[32..]);
     }
