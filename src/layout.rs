@@ -1,15 +1,15 @@
 //! The segment layout: the one module that knows where anything lives in shared memory.
 //!
-//! # Layout version 2
+//! # Layout version 3
 //!
 //! ```text
 //! offset 0            Header (HEADER_SIZE bytes, #[repr(C)], cache-line padded groups)
 //!   identity          magic "SHMDEQUE", layout version, ready state, creator pid,
 //!                     capacity, slot size, segment length          (written once, before READY)
-//!   lock              process-shared robust pthread mutex           (own cache line)
-//!   ring              ring word (head | len << 32), closed flag, attached count,
-//!                     producer count, counters: pushed, popped, lock recoveries,
-//!                     high-water mark                               (written under the lock)
+//!   lock              process-shared robust pthread mutex           (at offset 128, a cache line start)
+//!   ring              ring word (head | len << 32), pushed and popped counters: right after the
+//!                     mutex, in its cache line; then the closed flag, attached count, producer
+//!                     count, lock recoveries, high-water mark       (written under the lock)
 //!   not_empty         futex sequence word, (reserved), sleeper count (own cache line)
 //!   not_full          futex sequence word, (reserved), sleeper count (own cache line)
 //!   producers         MAX_PRODUCERS words: pid | start-time tag << 32, 0 = free
@@ -33,7 +33,7 @@ use crossbeam_utils::CachePadded;
 /// "SHMDEQUE" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMDEQUE");
 /// Bumped whenever anything in this file changes meaning or place.
-pub(crate) const LAYOUT_VERSION: u32 = 2;
+pub(crate) const LAYOUT_VERSION: u32 = 3;
 /// Value of [`Header::state`] once the creator has finished initializing. "REDY" in ASCII.
 pub(crate) const STATE_READY: u32 = 0x5944_4552;
 /// How many producers can register at once.
@@ -51,10 +51,17 @@ pub(crate) struct LockCell(pub(crate) UnsafeCell<libc::pthread_mutex_t>);
 
 /// The words guarded by the lock. They are atomics so that `len()` and the spinning waiters may read them
 /// without the lock; every write happens with the lock held.
+///
+/// The first three are written by every push and pop and sit right after the mutex, in the mutex's cache
+/// line (x86_64 glibc's mutex is 40 bytes): a process that takes the lock gets the ring word with the same
+/// cache-line transfer instead of a second one, and a waiter spinning on the ring word sees a change with
+/// one. The others are rarely written and start the next line.
 #[repr(C)]
 pub(crate) struct RingWords {
     /// `head | len << 32`; see [`pack_ring`].
     pub ring: AtomicU64,
+    pub pushed: AtomicU64,
+    pub popped: AtomicU64,
     /// Nonzero once the deque is closed.
     pub closed: AtomicU32,
     /// Handles currently open on the segment, across all processes (a killed process leaves its count).
@@ -62,8 +69,6 @@ pub(crate) struct RingWords {
     /// Live registered producers.
     pub producers: AtomicU32,
     pub _reserved: AtomicU32,
-    pub pushed: AtomicU64,
-    pub popped: AtomicU64,
     pub recoveries: AtomicU64,
     pub high_water: AtomicU64,
 }
@@ -98,12 +103,18 @@ pub(crate) struct Header {
     pub capacity: AtomicU64,
     pub slot_size: AtomicU64,
     pub segment_len: AtomicU64,
-    pub lock: CachePadded<LockCell>,
-    pub ring: CachePadded<RingWords>,
+    /// Puts `lock` at the start of a cache-line pair.
+    pub _pad: [u8; LOCK_OFFSET - 48],
+    /// Not padded: `ring` follows it in the same cache line.
+    pub lock: LockCell,
+    pub ring: RingWords,
     pub not_empty: CachePadded<WaitWord>,
     pub not_full: CachePadded<WaitWord>,
     pub producers: [AtomicU64; MAX_PRODUCERS],
 }
+
+/// Where the lock begins: the first cache-line pair after the identity fields.
+const LOCK_OFFSET: usize = 128;
 
 /// Where the first slot begins; the header rounded up to a cache line pair.
 pub(crate) const HEADER_SIZE: usize = size_of::<Header>().next_multiple_of(128);
@@ -117,8 +128,11 @@ const _: () = {
     assert!(offset_of!(Header, capacity) == 24);
     assert!(offset_of!(Header, slot_size) == 32);
     assert!(offset_of!(Header, segment_len) == 40);
-    assert!(offset_of!(Header, lock) % 64 == 0);
-    assert!(offset_of!(Header, ring) % 64 == 0);
+    assert!(offset_of!(Header, lock) == LOCK_OFFSET);
+    assert!(offset_of!(Header, ring) == LOCK_OFFSET + size_of::<LockCell>());
+    // The words every push and pop writes share the mutex's cache line (x86_64 glibc: a 40-byte mutex).
+    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(offset_of!(Header, ring) + offset_of!(RingWords, popped) + 8 <= LOCK_OFFSET + 64);
     assert!(offset_of!(Header, not_empty) % 64 == 0);
     assert!(offset_of!(Header, not_full) % 64 == 0);
     assert!(offset_of!(Header, lock) >= 48);

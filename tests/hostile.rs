@@ -101,7 +101,7 @@ fn hostile_child() {
     std::process::exit(0);
 }
 
-/// The offsets that the hostile tests write at are those of a live segment (layout version 1): a changed layout
+/// The offsets that the hostile tests write at are those of a live segment (layout version 3): a changed layout
 /// must change them here too.
 #[test]
 fn header_offsets_match_a_live_segment() {

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
 
-/// Where the pthread mutex lies in a layout-version-1 header (`tests/hostile.rs` checks this and [`FIELDS`]
+/// Where the pthread mutex lies in a layout-version-3 header (`tests/hostile.rs` checks this and [`FIELDS`]
 /// against a live segment).
 pub const MUTEX: Range<u64> = 128..168;
 
-/// The header's fields in layout version 1: name, offset, size in bytes. Native-endian integers.
+/// The header's fields in layout version 3: name, offset, size in bytes. Native-endian integers.
 pub const FIELDS: &[(&str, u64, usize)] = &[
     ("magic", 0, 8),
     ("version", 8, 4),
@@ -33,22 +33,22 @@ pub const FIELDS: &[(&str, u64, usize)] = &[
     ("capacity", 24, 8),
     ("slot_size", 32, 8),
     ("segment_len", 40, 8),
-    ("ring", 256, 8),
-    ("closed", 264, 4),
-    ("attached", 268, 4),
-    ("producers", 272, 4),
-    ("pushed", 280, 8),
-    ("popped", 288, 8),
-    ("recoveries", 296, 8),
-    ("high_water", 304, 8),
-    ("not_empty.seq", 384, 4),
-    ("not_empty.waiters", 388, 4),
-    ("not_empty.sleepers", 392, 4),
-    ("not_full.seq", 512, 4),
-    ("not_full.waiters", 516, 4),
-    ("not_full.sleepers", 520, 4),
-    ("producer_table[0]", 640, 8),
-    ("producer_table[63]", 640 + 63 * 8, 8),
+    ("ring", 168, 8),
+    ("pushed", 176, 8),
+    ("popped", 184, 8),
+    ("closed", 192, 4),
+    ("attached", 196, 4),
+    ("producers", 200, 4),
+    ("recoveries", 208, 8),
+    ("high_water", 216, 8),
+    ("not_empty.seq", 256, 4),
+    ("not_empty.waiters", 260, 4),
+    ("not_empty.sleepers", 264, 4),
+    ("not_full.seq", 384, 4),
+    ("not_full.waiters", 388, 4),
+    ("not_full.sleepers", 392, 4),
+    ("producer_table[0]", 512, 8),
+    ("producer_table[63]", 512 + 63 * 8, 8),
 ];
 
 /// The offset and size of a field of [`FIELDS`].
