@@ -827,17 +827,9 @@ impl RawDeque {
         &self,
         max: usize,
         timeout: Option<Duration>,
-        mut read: impl FnMut(&[u8]),
+        read: impl FnMut(&[u8]),
     ) -> Result<usize, PopError> {
-        self.pop_many_with(
-            End::Front,
-            max,
-            |b| {
-                read(b);
-                Ok(())
-            },
-            wait_for(timeout),
-        )
+        self.pop_many_in_place(End::Front, max, timeout, read)
     }
 
     /// As [`pop_front_many_with`](Self::pop_front_many_with), from the back (back-most first).
@@ -848,10 +840,21 @@ impl RawDeque {
         &self,
         max: usize,
         timeout: Option<Duration>,
+        read: impl FnMut(&[u8]),
+    ) -> Result<usize, PopError> {
+        self.pop_many_in_place(End::Back, max, timeout, read)
+    }
+
+    /// The body of both public in-place batch pops: a reader that cannot fail.
+    fn pop_many_in_place(
+        &self,
+        end: End,
+        max: usize,
+        timeout: Option<Duration>,
         mut read: impl FnMut(&[u8]),
     ) -> Result<usize, PopError> {
         self.pop_many_with(
-            End::Back,
+            end,
             max,
             |b| {
                 read(b);
