@@ -217,11 +217,7 @@ pub struct Stats {
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Os`].
 pub fn remove(name: &str) -> Result<(), Error> {
     segment::check_name(name)?;
-    os::shm_unlink(name).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: name.to_owned() },
-        _ => Error::Os { name: name.to_owned(), op: "removing the segment", source: e },
-    })
+    os::shm_unlink(name).map_err(|e| segment::os_err(name, "removing the segment", e))
 }
 
 /// Checks a name without touching any segment: the rules every entry point applies.
@@ -260,11 +256,7 @@ pub struct Probe {
 /// [`Error::PermissionDenied`], [`Error::NotFound`], [`Error::Os`].
 pub fn probe(name: &str) -> Result<Option<Probe>, Error> {
     segment::check_name(name)?;
-    let os_err = |op, e: std::io::Error| match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: name.to_owned() },
-        _ => Error::Os { name: name.to_owned(), op, source: e },
-    };
+    let os_err = |op, e| segment::os_err(name, op, e);
     let fd = os::shm_open(name, false).map_err(|e| os_err("opening the segment", e))?;
     let info = os::file_info(&fd).map_err(|e| os_err("reading the segment's size", e))?;
     let mut buf = vec![0u8; layout::HEADER_SIZE];

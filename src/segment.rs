@@ -65,7 +65,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     Err(Error::InvalidName { name: name.to_owned(), reason })
 }
 
-fn os_err(name: &str, op: &'static str, source: std::io::Error) -> Error {
+/// Maps an OS error about segment `name` to the typed error every entry point reports for it.
+pub(crate) fn os_err(name: &str, op: &'static str, source: std::io::Error) -> Error {
     match source.raw_os_error() {
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { name: name.to_owned() },
         Some(libc::ENOENT) => Error::NotFound { name: name.to_owned() },
