@@ -42,6 +42,12 @@ const LOCK_BACKOFF_MAX: u32 = 128;
 /// for many messages, so what costs it is the lock standing free while it pauses (batches of 64 across two
 /// cores: 31-32 M msg/s looking after every PAUSE, 24-25 M backing off to 32 or 128 PAUSEs).
 const BATCH_LOCK_PAUSES: u32 = 1;
+/// How many slots a batch asks the CPU to fetch before it takes the lock: the messages a batch pop will read
+/// (or the free slots a batch push will write) are likely still in the other process's cache, and fetching
+/// them while the lock is free shortens the time it is held. Batches of 64 across two cores, medians of
+/// seven interleaved runs: 33.5 M msg/s without, 40.4 M with. (For single messages it did not pay: same
+/// throughput, round trips 0.75 -> 0.85 us.)
+const PREFETCH_SLOTS: usize = 64;
 /// PAUSE instructions between two looks at the ring word while waiting for room (see [`RawDeque::spin_for`]).
 const ROOM_POLL_PAUSES: u32 = 32;
 /// How long dropping a handle waits for the lock to update the attach count.
@@ -478,6 +484,11 @@ impl RawDeque {
         if let Some(len) = (0..count).map(|i| msg(i).len()).find(|&len| len > max) {
             return Err(PushError::TooLarge { value: 0, len, max });
         }
+        if end == End::Back {
+            let (head, len) = layout::unpack_ring(self.header().ring.ring.load(Relaxed));
+            let room = self.seg.capacity.saturating_sub(len);
+            self.seg.prefetch(head.wrapping_add(len), room.min(count.min(PREFETCH_SLOTS) as u32), true);
+        }
         let mut done = 0;
         let r = self.blocking(Cond::NotFull, wait, BATCH_LOCK_PAUSES, |g| {
             if g.is_closed() {
@@ -550,6 +561,10 @@ impl RawDeque {
     ) -> Result<usize, PopError> {
         if max == 0 {
             return Ok(0);
+        }
+        if end == End::Front {
+            let (head, len) = layout::unpack_ring(self.header().ring.ring.load(Relaxed));
+            self.seg.prefetch(head, len.min(max.min(PREFETCH_SLOTS) as u32), false);
         }
         let r = self.blocking(Cond::NotEmpty, wait, BATCH_LOCK_PAUSES, |g| {
             let mut failure = None;
