@@ -1149,7 +1149,8 @@ impl<'a> RawLockGuard<'a> {
         // SAFETY: this guard holds the lock for as long as the returned view borrows it, and mutable slices of
         // the slot area are only made by `modify`, which takes `&mut self` and so cannot overlap this borrow.
         let slots = unsafe { self.deque.seg.slots() };
-        Ring::new(slots, self.deque.seg.slot_size as usize, head, len).map_err(|e| self.ring_error(e))
+        Ring::new(slots, self.deque.seg.slot_size as usize, self.deque.seg.capacity, head, len)
+            .map_err(|e| self.ring_error(e))
     }
 
     /// Runs `f` on a read-only view of the ring.
@@ -1165,7 +1166,7 @@ impl<'a> RawLockGuard<'a> {
         // SAFETY: this guard holds the lock; `&mut self` rules out any view or message borrowed from this
         // guard, and the slice does not outlive this call.
         let slots = unsafe { self.deque.seg.slots_mut() };
-        let mut ring = Ring::new(slots, self.deque.seg.slot_size as usize, head, len)?;
+        let mut ring = Ring::new(slots, self.deque.seg.slot_size as usize, self.deque.seg.capacity, head, len)?;
         let out = f(&mut ring);
         let (new_head, new_len) = (ring.head(), ring.len());
         if (new_head, new_len) != (head, len) {

@@ -33,14 +33,16 @@ pub(crate) struct Ring<S> {
 }
 
 impl<S: AsRef<[u8]>> Ring<S> {
-    /// Builds a view, checking the untrusted head and length against the geometry.
-    pub(crate) fn new(storage: S, slot_size: usize, head: u32, len: u32) -> Result<Self, RingError> {
+    /// Builds a view of `capacity` slots of `slot_size` bytes, checking the geometry against the storage
+    /// and the untrusted head and length against the capacity. No division: this runs for every operation.
+    #[inline]
+    pub(crate) fn new(storage: S, slot_size: usize, capacity: u32, head: u32, len: u32) -> Result<Self, RingError> {
         let bytes = storage.as_ref().len();
-        if slot_size <= SLOT_LEN_BYTES || bytes % slot_size != 0 {
-            return Err(RingError::Corrupt(format!("slot size {slot_size} does not divide the slot area")));
+        if slot_size <= SLOT_LEN_BYTES || (capacity as usize).checked_mul(slot_size) != Some(bytes) {
+            return Err(RingError::Corrupt(format!(
+                "{capacity} slots of {slot_size} bytes do not make the {bytes}-byte slot area"
+            )));
         }
-        let capacity = u32::try_from(bytes / slot_size)
-            .map_err(|_| RingError::Corrupt("capacity does not fit in 32 bits".into()))?;
         if head >= capacity || len > capacity {
             return Err(RingError::Corrupt(format!("head {head} / length {len} out of range for capacity {capacity}")));
         }
@@ -215,7 +217,7 @@ mod tests {
             let (mut head, mut len) = (0u32, 0u32);
             let max = slot_size - SLOT_LEN_BYTES;
             for op in ops {
-                let mut ring = Ring::new(&mut storage[..], slot_size, head, len).unwrap();
+                let mut ring = Ring::new(&mut storage[..], slot_size, cap, head, len).unwrap();
                 match op {
                     Op::PushBack(m) | Op::PushFront(m) if m.len() > max => {
                         let r = ring.push_back_with(m.len(), |b| b.copy_from_slice(&m));
@@ -255,11 +257,13 @@ mod tests {
     #[test]
     fn untrusted_state_is_refused() {
         let mut storage = vec![0u8; 4 * 8];
-        assert!(matches!(Ring::new(&storage[..], 8, 4, 0), Err(RingError::Corrupt(_))));
-        assert!(matches!(Ring::new(&storage[..], 8, 0, 5), Err(RingError::Corrupt(_))));
-        assert!(matches!(Ring::new(&mut storage, 7, 0, 0), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&storage[..], 8, 4, 4, 0), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&storage[..], 8, 4, 0, 5), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&mut storage, 7, 4, 0, 0), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&storage[..], 8, 5, 0, 0), Err(RingError::Corrupt(_))));
+        assert!(matches!(Ring::new(&storage[..], 4, 8, 0, 0), Err(RingError::Corrupt(_))));
         storage[..4].copy_from_slice(&100u32.to_le_bytes());
-        let ring = Ring::new(&storage[..], 8, 0, 1).unwrap();
+        let ring = Ring::new(&storage[..], 8, 4, 0, 1).unwrap();
         assert!(matches!(ring.get(0), Err(RingError::Corrupt(_))));
         assert!(ring.validate().is_err());
     }
