@@ -55,11 +55,12 @@ const DETACH_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds of the adaptive spin before a waiter sleeps on its futex (nanoseconds).
 const WAIT_SPIN_MIN_NS: u32 = 250;
 const WAIT_SPIN_MAX_NS: u32 = 20_000;
-/// How long a waiter spins before it also yields the core between polls. Longer than a round trip's wait
-/// between two running processes (about 0.4 us), short enough not to keep a partner queued on this core
-/// waiting: with a third process spinning on one of two cores, 64 B round trips took 9.9-10.7 us (p50)
-/// yielding after 2 us, 7.1-7.7 us after 0.5 us; shorter did not help further.
-const SPIN_YIELD_AFTER: Duration = Duration::from_nanos(500);
+/// How long a waiter spins before it also yields the core between polls. A trade-off, measured with 64 B
+/// round trips (p50, medians of interleaved runs): with a third process spinning on one of two cores the
+/// partner is often queued on the waiter's own core, and yielding after 0.5 / 1 / 2 us gave 7.2 / 8.3 /
+/// 9.6 us; with a partner that is running but answers after about 1 us of work, an early yield is a system
+/// call in the middle of the wait (0.5 us: 1.54-1.74 us, 1 and 2 us: 1.29-1.45 us).
+const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
 /// Polls of a spinning locker or waiter between two reads of the clock.
 const SPIN_POLLS: u32 = 16;
 
