@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmdeque::bench::{self as harness, BUFFER_BYTES, Builtin, SIZES, Spinner, Transport};
+use shmdeque::bench::{self as harness, BUFFER_BYTES, Builtin, SIZES, Spinner};
 use shmdeque::with_builtin;
 
 /// Options of `shmdeque bench`.
@@ -93,24 +93,15 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     let mut rows = Vec::new();
 
     for &size in &SIZES {
-        for b in Builtin::ALL {
-            progress(&format!("throughput {} {}", b.label(), harness::bytes(size)));
-            rows.push(with_builtin!(b, |t| measure(&t, "throughput", size, &plan, plan.rtt_sizes.contains(&size)))?);
-        }
+        rows.extend(measure("throughput", &Builtin::ALL, size, &plan, plan.rtt_sizes.contains(&size))?);
     }
     let blocked = blocked_cpu(&plan)?;
     progress("spinner started: 64 B with a third process spinning");
-    let contended = {
+    {
         let _spinner = Spinner::start()?;
-        [Builtin::Pipe, Builtin::Socket, Builtin::Shm, Builtin::ShmInPlace, Builtin::ShmBatch]
-            .into_iter()
-            .map(|b| {
-                progress(&format!("contended {}", b.label()));
-                with_builtin!(b, |t| measure(&t, "contended", 64, &plan, true))
-            })
-            .collect::<Result<Vec<Row>, String>>()?
-    };
-    rows.extend(contended);
+        let which = [Builtin::Pipe, Builtin::Socket, Builtin::Shm, Builtin::ShmInPlace, Builtin::ShmBatch];
+        rows.extend(measure("contended", &which, 64, &plan, true)?);
+    }
     set_ratios(&mut rows);
 
     let report = markdown(&rows, &blocked, &plan, load_before, started.elapsed());
@@ -131,42 +122,58 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Throughput (and, for one-message-per-call transports when `rtt`, round trips) of `t` at `size`.
-fn measure<T: Transport>(t: &T, section: &'static str, size: usize, plan: &Plan, rtt: bool) -> Result<Row, String> {
+/// Throughput (and, for one-message-per-call transports when `rtt`, round trips) of each transport in
+/// `which` at `size`, one row each. The transports take turns run by run rather than one after another, so
+/// that a drift in the machine's speed (this benchmark's virtual machine drifts for minutes at a time)
+/// falls on all of them alike and the ratios within a section stay comparable.
+fn measure(section: &'static str, which: &[Builtin], size: usize, plan: &Plan, rtt: bool) -> Result<Vec<Row>, String> {
     let count = plan.count(size);
+    let what = |b: Builtin| format!("{section} {} {}", b.label(), harness::bytes(size));
     // Warm-up: page faults on fresh buffers, CPU frequency, the child's first run of the code.
-    harness::throughput(t, size, (count / 4).max(1024))?;
-    let mut rates = Vec::with_capacity(plan.runs);
-    let mut buffers = String::new();
-    for _ in 0..plan.runs {
-        let (elapsed, b) = harness::throughput(t, size, count)?;
-        rates.push(count as f64 / elapsed.as_secs_f64());
-        buffers = b;
+    for &b in which {
+        progress(&format!("{} (warm-up)", what(b)));
+        with_builtin!(b, |t| harness::throughput(&t, size, (count / 4).max(1024)))?;
     }
-    let (mut p50, mut p99) = (None, None);
-    if rtt && t.batch() == 1 {
-        let runs = plan.runs.clamp(1, 3);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..runs {
-            let samples = harness::round_trips(t, size, plan.round_trips, plan.round_trips)?;
-            a.push(harness::quantile(&samples, 0.5).unwrap_or_default().as_secs_f64());
-            b.push(harness::quantile(&samples, 0.99).unwrap_or_default().as_secs_f64());
+    let mut rates = vec![Vec::with_capacity(plan.runs); which.len()];
+    let mut buffers = vec![String::new(); which.len()];
+    for run in 1..=plan.runs {
+        for (i, &b) in which.iter().enumerate() {
+            progress(&format!("{} (run {run} of {})", what(b), plan.runs));
+            let (elapsed, used) = with_builtin!(b, |t| harness::throughput(&t, size, count))?;
+            rates[i].push(count as f64 / elapsed.as_secs_f64());
+            buffers[i] = used;
         }
-        p50 = Some(Duration::from_secs_f64(harness::median(&a)));
-        p99 = Some(Duration::from_secs_f64(harness::median(&b)));
     }
-    Ok(Row {
-        section,
-        label: t.label(),
-        size,
-        count,
-        runs: plan.runs,
-        msgs_per_s: Some(harness::median(&rates)),
-        ratio: None,
-        p50,
-        p99,
-        buffers,
-    })
+    let mut p50s = vec![Vec::new(); which.len()];
+    let mut p99s = vec![Vec::new(); which.len()];
+    if rtt {
+        let runs = plan.runs.clamp(1, 3);
+        for run in 1..=runs {
+            for (i, &b) in which.iter().enumerate().filter(|(_, b)| b.batch() == 1) {
+                progress(&format!("{} (round trips, run {run} of {runs})", what(b)));
+                let samples = with_builtin!(b, |t| harness::round_trips(&t, size, plan.round_trips, plan.round_trips))?;
+                p50s[i].push(harness::quantile(&samples, 0.5).unwrap_or_default().as_secs_f64());
+                p99s[i].push(harness::quantile(&samples, 0.99).unwrap_or_default().as_secs_f64());
+            }
+        }
+    }
+    let median_of = |v: &Vec<f64>| (!v.is_empty()).then(|| Duration::from_secs_f64(harness::median(v)));
+    Ok(which
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| Row {
+            section,
+            label: b.label(),
+            size,
+            count,
+            runs: plan.runs,
+            msgs_per_s: Some(harness::median(&rates[i])),
+            ratio: None,
+            p50: median_of(&p50s[i]),
+            p99: median_of(&p99s[i]),
+            buffers: std::mem::take(&mut buffers[i]),
+        })
+        .collect())
 }
 
 /// Each row's message rate over the one-message-per-call pipe's in the same section and size.
@@ -264,8 +271,9 @@ fn markdown(rows: &[Row], blocked: &[(&str, Duration)], plan: &Plan, load: Strin
     );
     let _ = writeln!(
         out,
-        "Producer and consumer in two processes. msg/s: median of {} run(s) after a warm-up run; every \
-         message is compared byte for byte with the one sent. MB/s counts payload bytes (10^6). vs pipe: \
+        "Producer and consumer in two processes. msg/s: median of {} run(s) after a warm-up run, the \
+         transports of one size taking turns run by run; every message is compared byte for byte with the \
+         one sent. MB/s counts payload bytes (10^6). vs pipe: \
          message rate over the pipe's with one message per call, same size. RTT: ping-pong of one message, \
          {} round trips per run after as many of warm-up, median of up to 3 runs' percentiles.\n",
         plan.runs, plan.round_trips
