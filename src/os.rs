@@ -96,8 +96,10 @@ pub(crate) unsafe fn mutex_trylock(m: *mut libc::pthread_mutex_t) -> Result<Lock
 
 /// Whether the mutex's lock word shows an owner: a plain read, so that a spinning locker can wait for the
 /// lock to look free without taking the cache line away from the holder. A hint only; the lock itself is
-/// taken with [`mutex_trylock`]. Reads glibc's lock word (the first `int` of `pthread_mutex_t`: 0 when free,
-/// else the owner's thread id and flag bits); elsewhere it always answers "free", which only costs a trylock.
+/// taken with [`mutex_trylock`]. Reads glibc's lock word (the first `int` of `pthread_mutex_t`: the owner's
+/// thread id and flag bits) and looks at the thread id only: when an owner dies the kernel leaves just the
+/// owner-died flag there, and the next trylock gets `EOWNERDEAD` at once instead of after a spin. Elsewhere
+/// it always answers "free", which only costs a trylock.
 ///
 /// # Safety
 /// As for [`mutex_trylock`].
@@ -107,7 +109,8 @@ pub(crate) unsafe fn mutex_looks_held(m: *mut libc::pthread_mutex_t) -> bool {
     {
         // SAFETY: `m` points to an initialized, mapped, 4-aligned pthread_mutex_t whose first field is glibc's
         // `int __lock`, which glibc itself only changes with atomic instructions; this is an atomic read of it.
-        unsafe { AtomicI32::from_ptr(m.cast::<i32>()) }.load(Ordering::Relaxed) != 0
+        let word = unsafe { AtomicI32::from_ptr(m.cast::<i32>()) }.load(Ordering::Relaxed);
+        word as u32 & libc::FUTEX_TID_MASK != 0
     }
     #[cfg(not(target_env = "gnu"))]
     {

@@ -369,32 +369,26 @@ impl Segment {
     }
 
     /// Asks the CPU to fetch the first cache line of `count` slots from slot `first` on, wrapping around the
-    /// ring, for writing if `write`. A hint only: it reads and writes nothing, needs no lock, and any
-    /// `first` and `count` are acceptable (indices are reduced modulo the capacity, `count` to at most it).
+    /// ring. A hint only: it reads and writes nothing, needs no lock, and any `first` and `count` are
+    /// acceptable (`first` is reduced modulo the capacity, `count` to at most the capacity).
     #[inline]
-    pub(crate) fn prefetch(&self, first: u32, count: u32, write: bool) {
+    pub(crate) fn prefetch(&self, first: u64, count: u32) {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             let cap = self.capacity.max(1);
-            let mut i = first % cap;
+            let mut i = (first % u64::from(cap)) as u32;
             for _ in 0..count.min(cap) {
                 // In bounds: i < capacity, and the slot area holds capacity * slot_size bytes.
                 let p = self.slots.wrapping_add(i as usize * self.slot_size as usize).cast::<i8>();
                 // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; a prefetch is a hint that
                 // neither reads nor writes memory as far as the program can tell, and never faults.
-                unsafe {
-                    if write {
-                        _mm_prefetch::<_MM_HINT_ET0>(p);
-                    } else {
-                        _mm_prefetch::<_MM_HINT_T0>(p);
-                    }
-                }
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p) };
                 i = if i + 1 == cap { 0 } else { i + 1 };
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        let _ = (first, count, write);
+        let _ = (first, count);
     }
 
     /// The slot area, read-only.
