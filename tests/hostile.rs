@@ -543,10 +543,13 @@ fn a_creator_killed_while_reserving_memory_leaves_an_abandoned_segment() {
                 ("SHMDEQUE_TEST_SLOT", slot_size.to_string()),
             ],
         );
-        // The moment the file has its size, the creator is reserving (or about to).
+        // The moment the header names its creator, the creator is reserving the rest (or about to). Waiting
+        // only for the file's size raced with the few instructions between `ftruncate` and the pid store;
+        // that the pid comes before the long part is checked at the "identified" pause point instead.
         wait_until("creator sized the file", LIMIT, || std::fs::metadata(name.path()).is_ok_and(|m| m.len() > 0));
-        kid.kill();
         let f = open_file(&name);
+        wait_until("creator recorded its pid", LIMIT, || read_field(&f, "creator_pid") != 0);
+        kid.kill();
         if read_field(&f, "state") == u32::from_le_bytes(*b"REDY") as u64 {
             continue; // it finished first; try again
         }
