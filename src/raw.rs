@@ -50,6 +50,13 @@ const BATCH_LOCK_PAUSES: u32 = 1;
 /// messages it did not pay: same throughput, round trips 0.75 -> 0.85 us; and fetching the push's slots
 /// for writing, with PREFETCHW, measured the same as this plain prefetch.)
 const PREFETCH_SLOTS: usize = 64;
+/// While it spins, a producer waiting for room waits for this many free slots (at most a quarter of the
+/// deque) rather than one: taking the lock for each single slot the consumer frees keeps the lock's cache
+/// line moving for every message, while a producer that lets the consumer free a stretch first then fills
+/// it in a burst. The spin budget still bounds the wait; after it the producer takes any room there is.
+/// 64 B one per call across two cores, copying out, nine interleaved runs: median 3.26 M msg/s waiting
+/// for one slot, 3.79 M for 64, 3.89 M for 256 (faster in 8 of 9 runs); in place and batches unchanged.
+const ROOM_SLACK_MAX: u32 = 256;
 /// PAUSE instructions between two looks at the ring word while waiting for room (see [`RawDeque::spin_for`]).
 const ROOM_POLL_PAUSES: u32 = 32;
 /// How long dropping a handle waits for the lock to update the attach count.
@@ -355,15 +362,16 @@ impl RawDeque {
         }
     }
 
-    /// Whether `cond` may hold now, from the ring word and the closed flag read without the lock: a hint that
-    /// it is worth taking the lock to try again.
+    /// Whether a spinning waiter should take the lock and try again, from the ring word and the closed flag
+    /// read without the lock: there is a message, or there is room beyond [`ROOM_SLACK_MAX`] slack.
     #[inline]
     fn may_proceed(&self, cond: Cond) -> bool {
         let r = &self.header().ring;
         let (_, len) = layout::unpack_ring(r.ring.load(Acquire));
+        let cap = self.seg.capacity;
         let ready = match cond {
             Cond::NotEmpty => len != 0,
-            Cond::NotFull => len < self.seg.capacity,
+            Cond::NotFull => len.saturating_add((cap / 4).min(ROOM_SLACK_MAX)) < cap,
         };
         ready || r.closed.load(Relaxed) != 0
     }
