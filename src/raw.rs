@@ -7,9 +7,9 @@
 //! memcpy long and a sleep costs far more; then it blocks in the kernel. Between its looks at a held lock a
 //! single-message operation backs off exponentially, so that a busy producer and consumer take the lock in
 //! runs rather than handing its cache line back and forth for every message; a batch looks after every
-//! PAUSE. A locker that gets `EOWNERDEAD`
-//! validates the ring, marks the mutex consistent and counts a recovery. Since a push writes its payload before
-//! the single ring-word store that publishes it, a holder killed at any instant leaves nothing torn.
+//! PAUSE. A locker that gets `EOWNERDEAD` validates the ring, marks the mutex consistent and counts a
+//! recovery. Since a push writes its payload before the single ring-word store that publishes it, a holder
+//! killed at any instant leaves nothing torn.
 //!
 //! # Waiting
 //! A process that finds the deque full (or empty) unlocks and spins for an adaptive few microseconds,
@@ -36,8 +36,9 @@ use crate::{Config, Stats};
 
 /// How long a locker spins on a held lock before sleeping in the kernel.
 pub(crate) const LOCK_SPIN: Duration = Duration::from_micros(20);
-/// The longest pause, in PAUSE instructions (about 30 ns each on the AMD EPYC we measured on), between two
-/// looks at a held lock by a single-message operation; the pause doubles from one up to this.
+/// The longest pause, in PAUSE instructions (about 30 ns each on the AMD EPYC the figures in these comments
+/// come from), between two looks at a held lock by a single-message operation; it doubles from one up to
+/// this.
 const LOCK_BACKOFF_MAX: u32 = 128;
 /// The same for a batch operation: it looks after every PAUSE. A batch pays for the lock's cache line once
 /// for many messages, so what costs it is the lock standing free while it pauses (batches of 64 across two
@@ -324,7 +325,7 @@ impl RawDeque {
             let mut guard = self.lock_until(wait.deadline(), max_pauses)?;
             if let Some(r) = attempt(&mut guard) {
                 // A wait that ended within the first round of polls was covered by any budget; learning its
-                // exact length would cost a clock read (about 30 ns here) on every short wait.
+                // exact length would cost a clock read (about 30 ns on that EPYC) on every short wait.
                 if let Some((budget, start, true)) = spun {
                     self.adapt_spin(budget, start.elapsed());
                 }
@@ -386,9 +387,9 @@ impl RawDeque {
     /// microseconds late, and the round trip is what a waiting consumer is measured by. A wait for room
     /// polls every [`ROOM_POLL_PAUSES`] PAUSEs instead: the deque is full, so the consumer has work queued
     /// and nothing is gained by noticing each single free slot at once, while every read of the ring word
-    /// takes the lock's cache line from the consumer
-    /// (64 B one per call across two cores, copying out, medians of five interleaved runs: 3.2 M msg/s
-    /// polling after every PAUSE, 4.9 M with this pacing).
+    /// takes the lock's cache line from the consumer (64 B one per call across two cores, copying out,
+    /// medians of five interleaved runs: 3.2 M msg/s polling after every PAUSE, 4.9 M with this pacing).
+    /// While it spins it also waits for [`ROOM_SLACK_MAX`] slack, see [`may_proceed`](Self::may_proceed).
     ///
     /// After [`SPIN_YIELD_AFTER`] each round also yields the core: the process that would change the
     /// condition may be queued on this very core (the scheduler tends to wake a process next to its waker),

@@ -124,8 +124,8 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
 
 /// Throughput (and, for one-message-per-call transports when `rtt`, round trips) of each transport in
 /// `which` at `size`, one row each. The transports take turns run by run rather than one after another, so
-/// that a drift in the machine's speed (this benchmark's virtual machine drifts for minutes at a time)
-/// falls on all of them alike and the ratios within a section stay comparable.
+/// that a drift in the machine's speed (virtual machines can drift for minutes at a time) falls on all of
+/// them alike and the ratios within a section stay comparable.
 fn measure(section: &'static str, which: &[Builtin], size: usize, plan: &Plan, rtt: bool) -> Result<Vec<Row>, String> {
     let count = plan.count(size);
     let what = |b: Builtin| format!("{section} {} {}", b.label(), harness::bytes(size));
