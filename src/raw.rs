@@ -75,6 +75,13 @@ const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
 /// short (with longer pauses it reads the clock at every look, and a waiter for room at every poll).
 const SPIN_POLLS: u32 = 16;
 
+thread_local! {
+    /// The deque this thread last pushed to (the address of its slot area in this process) and the ring word
+    /// it published there; see [`RawDeque::prefetch_push`]. Per thread rather than per handle, so that
+    /// threads sharing a handle do not pass a cache line back and forth to keep it.
+    static LAST_RING: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
 /// Which end of the deque an operation works on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum End {
@@ -109,7 +116,8 @@ impl Wait {
 /// Which condition a blocked operation waits for.
 #[derive(Clone, Copy)]
 enum Cond {
-    NotEmpty,
+    /// A message to pop at this end.
+    NotEmpty(End),
     NotFull,
 }
 
@@ -358,7 +366,7 @@ impl RawDeque {
 
     fn word(&self, cond: Cond) -> &WaitWord {
         match cond {
-            Cond::NotEmpty => &self.header().not_empty,
+            Cond::NotEmpty(_) => &self.header().not_empty,
             Cond::NotFull => &self.header().not_full,
         }
     }
@@ -368,10 +376,22 @@ impl RawDeque {
     #[inline]
     fn may_proceed(&self, cond: Cond) -> bool {
         let r = &self.header().ring;
-        let (_, len) = layout::unpack_ring(r.ring.load(Acquire));
+        let (head, len) = layout::unpack_ring(r.ring.load(Acquire));
         let cap = self.seg.capacity;
         let ready = match cond {
-            Cond::NotEmpty => len != 0,
+            Cond::NotEmpty(end) if len != 0 => {
+                // The message the pop will read is likely still in the pusher's cache: ask for it now, so
+                // that fetching it overlaps with taking the lock instead of following it. 64 B round trips
+                // across two cores, medians of seven interleaved runs: 0.73 -> 0.71 us fetching the slot's
+                // first cache line, 0.75 -> 0.64 us fetching both lines it spans.
+                let first = match end {
+                    End::Front => u64::from(head),
+                    End::Back => u64::from(head) + u64::from(len) - 1,
+                };
+                self.seg.prefetch_slot(first, false);
+                true
+            }
+            Cond::NotEmpty(_) => false,
             Cond::NotFull => len.saturating_add((cap / 4).min(ROOM_SLACK_MAX)) < cap,
         };
         ready || r.closed.load(Relaxed) != 0
@@ -399,7 +419,7 @@ impl RawDeque {
         let until = deadline.map_or(until, |d| d.min(until));
         let yield_after = start + SPIN_YIELD_AFTER;
         let pauses = match cond {
-            Cond::NotEmpty => 1,
+            Cond::NotEmpty(_) => 1,
             Cond::NotFull => ROOM_POLL_PAUSES,
         };
         let mut long = false;
@@ -476,6 +496,7 @@ impl RawDeque {
         if n > max {
             return Err(PushError::TooLarge { value: (), len: n, max });
         }
+        self.prefetch_push(end);
         let mut fill = Some(fill);
         let r = self.blocking(Cond::NotFull, wait, LOCK_BACKOFF_MAX, |g| {
             if g.is_closed() {
@@ -556,7 +577,7 @@ impl RawDeque {
     /// Shared body of every single-message pop: hands the message to `read` in place, then removes it.
     pub(crate) fn pop_with<R>(&self, end: End, read: impl FnOnce(&[u8]) -> R, wait: Wait) -> Result<R, PopError> {
         let mut read = Some(read);
-        let r = self.blocking(Cond::NotEmpty, wait, LOCK_BACKOFF_MAX, |g| {
+        let r = self.blocking(Cond::NotEmpty(end), wait, LOCK_BACKOFF_MAX, |g| {
             let popped = g.modify(|ring| {
                 let once = |b: &[u8]| read.take().map(|f| f(b));
                 match end {
@@ -573,6 +594,26 @@ impl RawDeque {
             }
         });
         flatten_pop(r)
+    }
+
+    /// Asks the CPU for the slot a single-message push at `end` will probably fill, for writing, before the
+    /// lock is taken, so that fetching it overlaps with the lock's cache line instead of following it. The
+    /// guess comes from the ring word this thread's last push published ([`LAST_RING`]): reading the
+    /// shared one here would cost a cache-line transfer of its own. A pusher at the back of a deque popped
+    /// at the front guesses right, since pops at the front leave head + length where they were. 64 B round
+    /// trips, medians of interleaved runs: 0.63 -> 0.61 us in place, 0.64 -> 0.62 us copying out (a
+    /// per-handle guess measured the same but would pass a cache line between threads sharing the handle).
+    #[inline]
+    fn prefetch_push(&self, end: End) {
+        let (deque, word) = LAST_RING.get();
+        if deque == self.seg.slots_addr() {
+            let (head, len) = layout::unpack_ring(word);
+            let slot = match end {
+                End::Back => u64::from(head) + u64::from(len),
+                End::Front => u64::from(head) + u64::from(self.seg.capacity) - 1,
+            };
+            self.seg.prefetch_slot(slot, true);
+        }
     }
 
     /// Asks the CPU for the slots a batch is about to use (see [`PREFETCH_SLOTS`]): the first `n` messages
@@ -608,7 +649,7 @@ impl RawDeque {
             return Ok(0);
         }
         self.prefetch_batch(end, false, max);
-        let r = self.blocking(Cond::NotEmpty, wait, BATCH_LOCK_PAUSES, |g| {
+        let r = self.blocking(Cond::NotEmpty(end), wait, BATCH_LOCK_PAUSES, |g| {
             let mut failure = None;
             let popped = g.modify(|ring| {
                 let mut n = 0;
@@ -1212,6 +1253,7 @@ impl<'a> RawLockGuard<'a> {
             r.ring.store(layout::pack_ring(new_head, new_len), Release);
             if new_len > len {
                 self.added = true;
+                LAST_RING.set((self.deque.seg.slots_addr(), layout::pack_ring(new_head, new_len)));
                 bump(&r.pushed, (new_len - len) as u64);
                 if new_len as u64 > r.high_water.load(Relaxed) {
                     r.high_water.store(new_len as u64, Relaxed);

@@ -368,6 +368,12 @@ impl Segment {
         unsafe { &*self.header }
     }
 
+    /// The address of the slot area in this process: tells this mapping apart from others.
+    #[inline]
+    pub(crate) fn slots_addr(&self) -> usize {
+        self.slots as usize
+    }
+
     /// Asks the CPU to fetch the first cache line of `count` slots from slot `first` on, wrapping around the
     /// ring. A hint only: it reads and writes nothing, needs no lock, and any `first` and `count` are
     /// acceptable (`first` is reduced modulo the capacity, `count` to at most the capacity).
@@ -377,7 +383,7 @@ impl Segment {
         {
             use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             let cap = self.capacity.max(1);
-            let mut i = (first % u64::from(cap)) as u32;
+            let mut i = if first < u64::from(cap) { first as u32 } else { (first % u64::from(cap)) as u32 };
             for _ in 0..count.min(cap) {
                 // In bounds: i < capacity, and the slot area holds capacity * slot_size bytes.
                 let p = self.slots.wrapping_add(i as usize * self.slot_size as usize).cast::<i8>();
@@ -389,6 +395,40 @@ impl Segment {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (first, count);
+    }
+
+    /// Asks the CPU to fetch the cache lines of one slot (those of its first 256 bytes: all of a small
+    /// message; the hardware prefetcher follows a longer copy by itself), for writing if `write`. A hint with
+    /// the same guarantees as [`prefetch`](Self::prefetch); `index` is reduced modulo the capacity.
+    ///
+    /// A slot is not aligned to a cache line (a 64-byte message takes 68 bytes), so a small message usually
+    /// spans two lines, and fetching only the first would leave the second to a miss of its own.
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, index: u64, write: bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let cap = u64::from(self.capacity.max(1));
+            let i = if index < cap { index } else { index % cap };
+            let start = self.slots.wrapping_add(i as usize * self.slot_size as usize);
+            // The line holding the slot's first byte; the slot area starts on a line, so it is in the area.
+            let skew = start as usize & 63;
+            let line = start.wrapping_sub(skew);
+            for offset in (0..skew + (self.slot_size as usize).min(256)).step_by(64) {
+                let p = line.wrapping_add(offset);
+                if write {
+                    // SAFETY: PREFETCHW is a hint that neither reads nor writes memory as far as the program can
+                    // tell and never faults; a CPU without it executes the encoding as a NOP.
+                    unsafe {
+                        std::arch::asm!("prefetchw [{}]", in(reg) p, options(nostack, preserves_flags, readonly))
+                    };
+                } else {
+                    // SAFETY: as in `prefetch`: SSE is part of x86_64, and a prefetch never faults.
+                    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast()) };
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (index, write);
     }
 
     /// The slot area, read-only.
