@@ -73,6 +73,7 @@ pub(crate) unsafe fn mutex_init(m: *mut libc::pthread_mutex_t) -> io::Result<()>
     }
 }
 
+#[inline]
 fn lock_result(rc: libc::c_int) -> Result<Locked, LockFail> {
     match rc {
         0 => Ok(Locked::Clean),
@@ -89,6 +90,7 @@ fn lock_result(rc: libc::c_int) -> Result<Locked, LockFail> {
 ///
 /// # Safety
 /// `m` must point to a mutex initialized by [`mutex_init`] in memory that stays mapped for the call.
+#[inline]
 pub(crate) unsafe fn mutex_trylock(m: *mut libc::pthread_mutex_t) -> Result<Locked, LockFail> {
     // SAFETY: per this function's contract, `m` is an initialized process-shared mutex.
     lock_result(unsafe { libc::pthread_mutex_trylock(m) })
@@ -149,6 +151,7 @@ pub(crate) unsafe fn mutex_consistent(m: *mut libc::pthread_mutex_t) -> io::Resu
 ///
 /// # Safety
 /// The calling thread must hold `m`.
+#[inline]
 pub(crate) unsafe fn mutex_unlock(m: *mut libc::pthread_mutex_t) {
     // SAFETY: per this function's contract the caller holds the mutex. An error-checking mutex reports
     // misuse with EPERM instead of corrupting its state; there is nothing useful to do with it here.

@@ -71,6 +71,7 @@ impl<S: AsRef<[u8]>> Ring<S> {
     }
 
     /// Where the payload stored in physical slot `index` lies in the storage, with its length checked.
+    #[inline]
     fn payload_range(&self, index: u32) -> Result<std::ops::Range<usize>, RingError> {
         let start = index as usize * self.slot_size;
         let mut len_bytes = [0u8; SLOT_LEN_BYTES];
@@ -85,6 +86,7 @@ impl<S: AsRef<[u8]>> Ring<S> {
         Ok(start + SLOT_LEN_BYTES..start + SLOT_LEN_BYTES + len)
     }
 
+    #[inline]
     fn logical_range(&self, logical: u32) -> Result<std::ops::Range<usize>, RingError> {
         if logical >= self.len {
             return Err(RingError::Empty);
@@ -93,6 +95,7 @@ impl<S: AsRef<[u8]>> Ring<S> {
     }
 
     /// The `logical`-th message from the front, without removing it.
+    #[inline]
     pub(crate) fn get(&self, logical: u32) -> Result<&[u8], RingError> {
         Ok(&self.storage.as_ref()[self.logical_range(logical)?])
     }
@@ -119,12 +122,14 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
     }
 
     /// Writes a message of `n` bytes into physical slot `index` through `fill`. Does not publish it.
+    #[inline]
     fn fill_slot(&mut self, index: u32, n: usize, fill: impl FnOnce(&mut [u8])) {
         let slot = self.slot_mut(index);
         slot[..SLOT_LEN_BYTES].copy_from_slice(&(n as u32).to_le_bytes());
         fill(&mut slot[SLOT_LEN_BYTES..SLOT_LEN_BYTES + n]);
     }
 
+    #[inline]
     fn check_room(&self, n: usize) -> Result<(), RingError> {
         if n > self.max_payload() {
             return Err(RingError::TooLarge { len: n, max: self.max_payload() });
@@ -137,6 +142,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
 
     /// Appends a message of `n` bytes written by `fill` at the back. The slot is filled before head and
     /// length change, so the caller can publish the new state with one store afterwards.
+    #[inline]
     pub(crate) fn push_back_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RingError> {
         self.check_room(n)?;
         let index = self.physical(self.len);
@@ -156,6 +162,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
     }
 
     /// Removes the front message, handing its bytes to `read` before the slot can be reused.
+    #[inline]
     pub(crate) fn pop_front_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<R, RingError> {
         let r = read(self.get(0)?);
         self.head = if self.head + 1 == self.capacity { 0 } else { self.head + 1 };

@@ -413,8 +413,11 @@ impl Segment {
             // The line holding the slot's first byte; the slot area starts on a line, so it is in the area.
             let skew = start as usize & 63;
             let line = start.wrapping_sub(skew);
-            for offset in (0..skew + (self.slot_size as usize).min(256)).step_by(64) {
+            let span = skew + (self.slot_size as usize).min(256);
+            let mut offset = 0;
+            while offset < span {
                 let p = line.wrapping_add(offset);
+                offset += 64;
                 if write {
                     // SAFETY: PREFETCHW is a hint that neither reads nor writes memory as far as the program can
                     // tell and never faults; a CPU without it executes the encoding as a NOP.
