@@ -1219,6 +1219,55 @@ pub fn blocked_cpu<T: Transport>(t: &T, wait: Duration) -> Result<Duration, Stri
     Ok(Duration::from_nanos(ns))
 }
 
+/// The round trip of one cache line between two threads, median of five runs of 100 000 (after one of
+/// warm-up): how far apart the two CPUs the scheduler gave them are. On a virtual machine this tells runs
+/// apart that the host placed differently (two hyperthreads of one core share their caches; two cores, or
+/// two chips, pass each line through a slower path), which moves every cross-process figure. `None` if it
+/// takes longer than two seconds (the two threads do not run at the same time: the machine is busy).
+pub fn line_round_trip() -> Option<Duration> {
+    use crossbeam_utils::CachePadded;
+    const TRIPS: u64 = 100_000;
+    const RUNS: u64 = 6;
+    const GIVE_UP: u64 = u64::MAX;
+    let line = CachePadded::new(AtomicU64::new(0));
+    // Waits until the line holds `v`; false if the other side gave up.
+    let wait_for = |v: u64| loop {
+        match line.load(Ordering::Acquire) {
+            x if x == v => return true,
+            GIVE_UP => return false,
+            _ => std::hint::spin_loop(),
+        }
+    };
+    let limit = Instant::now() + Duration::from_secs(2);
+    let mut runs = Vec::new();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..RUNS * TRIPS {
+                if !wait_for(2 * i + 1) {
+                    return;
+                }
+                line.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        for run in 0..RUNS {
+            let start = Instant::now();
+            for i in run * TRIPS..(run + 1) * TRIPS {
+                // Here the helper has stored 2i and waits: giving up now cannot race with a store of its own.
+                if i % 1024 == 0 && Instant::now() > limit {
+                    line.store(GIVE_UP, Ordering::Release);
+                    return;
+                }
+                line.store(2 * i + 1, Ordering::Release);
+                wait_for(2 * i + 2);
+            }
+            if run > 0 {
+                runs.push(start.elapsed().as_secs_f64() / TRIPS as f64);
+            }
+        }
+    });
+    (runs.len() as u64 == RUNS - 1).then(|| Duration::from_secs_f64(median(&runs)))
+}
+
 /// The `q`-quantile (0..=1) of `samples`, by sorting a copy: exact, not estimated.
 pub fn quantile(samples: &[Duration], q: f64) -> Option<Duration> {
     if samples.is_empty() {

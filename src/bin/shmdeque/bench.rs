@@ -90,6 +90,7 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     let started = Instant::now();
     let load_before = load_average();
+    let line_before = harness::line_round_trip();
     let mut rows = Vec::new();
 
     for &size in &SIZES {
@@ -104,7 +105,8 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     set_ratios(&mut rows);
 
-    let report = markdown(&rows, &blocked, &plan, load_before, started.elapsed());
+    let lines = (line_before, harness::line_round_trip());
+    let report = markdown(&rows, &blocked, &plan, load_before, lines, started.elapsed());
     print!("{report}");
     if let Some(dir) = &args.out {
         write_file(&dir.join("bench.csv"), &csv(&rows))?;
@@ -257,17 +259,32 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn markdown(rows: &[Row], blocked: &[(&str, Duration)], plan: &Plan, load: String, took: Duration) -> String {
+/// How a [`harness::line_round_trip`] reads in the report.
+fn line_trip(d: Option<Duration>) -> String {
+    d.map_or_else(|| "not measured (busy)".into(), |d| format!("{:.0} ns", d.as_secs_f64() * 1e9))
+}
+
+fn markdown(
+    rows: &[Row],
+    blocked: &[(&str, Duration)],
+    plan: &Plan,
+    load: String,
+    lines: (Option<Duration>, Option<Duration>),
+    took: Duration,
+) -> String {
     let mut out = String::new();
     let mode = if plan.quick { "`shmdeque bench --quick`" } else { "`shmdeque bench`" };
     let _ = writeln!(out, "## shmdeque benchmark\n");
     let _ = writeln!(
         out,
-        "{mode} on {}; load average {} before, {} after; {:.0} s.\n",
+        "{mode} on {}; load average {} before, {} after; {:.0} s. A cache line's round trip between two \
+         threads of this process (how close the two CPUs are): {} before, {} after.\n",
         machine(),
         load,
         load_average(),
-        took.as_secs_f64()
+        took.as_secs_f64(),
+        line_trip(lines.0),
+        line_trip(lines.1)
     );
     let _ = writeln!(
         out,
