@@ -1,6 +1,6 @@
 //! The segment layout: the one module that knows where anything lives in shared memory.
 //!
-//! # Layout version 3
+//! # Layout version 4
 //!
 //! ```text
 //! offset 0            Header (HEADER_SIZE bytes, #[repr(C)], cache-line padded groups)
@@ -10,8 +10,9 @@
 //!   ring              ring word (head | len << 32), pushed and popped counters: right after the
 //!                     mutex, in its cache line; then the closed flag, attached count, producer
 //!                     count, lock recoveries, high-water mark       (written under the lock)
-//!   not_empty         futex sequence word, (reserved), sleeper count (own cache line)
-//!   not_full          futex sequence word, (reserved), sleeper count (own cache line)
+//!   not_empty         futex sequence word, (reserved), sleepers: count | generation << 24
+//!                     (own cache line)
+//!   not_full          the same for room (own cache line)
 //!   producers         MAX_PRODUCERS words: pid | start-time tag << 32, 0 = free
 //! offset HEADER_SIZE  capacity slots of slot_size bytes each:
 //!                     [u32 little-endian payload length][payload ... up to slot_size - 4 bytes]
@@ -33,7 +34,7 @@ use crossbeam_utils::CachePadded;
 /// "SHMDEQUE" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMDEQUE");
 /// Bumped whenever anything in this file changes meaning or place.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Value of [`Header::state`] once the creator has finished initializing. "REDY" in ASCII.
 pub(crate) const STATE_READY: u32 = 0x5944_4552;
 /// How many producers can register at once.
@@ -77,17 +78,43 @@ pub(crate) struct RingWords {
 ///
 /// A waiter first spins watching the ring word, unregistered. Before it sleeps on `seq` it registers in
 /// `sleepers` while holding the lock; a process that makes the condition true reads `sleepers` under the
-/// lock and only if it is nonzero bumps `seq` and makes the `FUTEX_WAKE` system call, so push and pop cost
-/// no extra atomic operation and no system call while nobody sleeps. (Layout 1 also made signallers bump
-/// `seq` for spinning waiters, counted in `waiters`; a mix of versions would lose wake-ups, hence version 2.)
+/// lock and only if it counts someone bumps `seq` and makes the `FUTEX_WAKE` system call, so push and pop
+/// cost no extra atomic operation and no system call while nobody sleeps. (Layout 1 also made signallers
+/// bump `seq` for spinning waiters, counted in `waiters`; a mix of versions would lose wake-ups, hence
+/// version 2.)
+///
+/// `sleepers` is a count in its low [`SLEEPER_COUNT_BITS`] bits and a generation above them (version 4).
+/// A process killed in its sleep stays counted, and every later change would make a `FUTEX_WAKE` system
+/// call that wakes nobody. A signaller that sees that happen again and again forgets the count: under the
+/// lock it sets it to zero in a new generation, bumps `seq` and wakes everyone. A live sleeper that had
+/// registered in the old generation then finds `seq` changed, and when it unregisters it sees the new
+/// generation and leaves the count alone (taking one off it would remove somebody else's registration).
 #[repr(C)]
 pub(crate) struct WaitWord {
     /// The futex word: changes whenever the condition may have become true.
     pub seq: AtomicU32,
     /// Unused since layout 2 (kept so that the fields keep their places); zero.
     pub waiters: AtomicU32,
-    /// Processes that registered under the lock to sleep in `FUTEX_WAIT` and have not finished waiting.
+    /// Processes registered to sleep in `FUTEX_WAIT`, with the generation: see [`pack_sleepers`].
     pub sleepers: AtomicU32,
+}
+
+/// Bits of [`WaitWord::sleepers`] that count sleepers; the bits above hold the generation.
+pub(crate) const SLEEPER_COUNT_BITS: u32 = 24;
+/// The largest sleeper count [`WaitWord::sleepers`] holds.
+pub(crate) const MAX_SLEEPERS: u32 = (1 << SLEEPER_COUNT_BITS) - 1;
+
+/// Packs a generation and a count into [`WaitWord::sleepers`] (the generation wraps; the count must be at
+/// most [`MAX_SLEEPERS`]).
+#[inline]
+pub(crate) const fn pack_sleepers(generation: u32, count: u32) -> u32 {
+    generation << SLEEPER_COUNT_BITS | count & MAX_SLEEPERS
+}
+
+/// Splits [`WaitWord::sleepers`] into (generation, count).
+#[inline]
+pub(crate) const fn unpack_sleepers(word: u32) -> (u32, u32) {
+    (word >> SLEEPER_COUNT_BITS, word & MAX_SLEEPERS)
 }
 
 /// The segment header. See the module documentation for the picture.
@@ -230,6 +257,16 @@ pub(crate) fn snapshot(bytes: &[u8]) -> Option<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sleeper_word_round_trips() {
+        for (g, c) in [(0, 0), (1, 5), (255, MAX_SLEEPERS), (7, 0)] {
+            assert_eq!(unpack_sleepers(pack_sleepers(g, c)), (g, c));
+        }
+        // The count's top does not spill into the generation, and the generation wraps.
+        assert_eq!(unpack_sleepers(pack_sleepers(3, MAX_SLEEPERS) + 1), (4, 0));
+        assert_eq!(unpack_sleepers(pack_sleepers(256, 1)), (0, 1));
+    }
 
     #[test]
     fn ring_word_round_trips() {

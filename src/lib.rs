@@ -205,6 +205,11 @@ pub struct Stats {
     pub lock_recoveries: u64,
     /// The largest length the deque has reached.
     pub high_water: u64,
+    /// Blocked pops asleep in the kernel waiting for a message (a process killed in its sleep stays counted
+    /// until pushes find that nobody wakes, and forget it).
+    pub asleep_for_message: u32,
+    /// Blocked pushes asleep in the kernel waiting for room (likewise).
+    pub asleep_for_room: u32,
     /// Size of the segment in bytes.
     pub segment_bytes: u64,
     /// Permission bits of the segment.

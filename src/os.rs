@@ -188,12 +188,11 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     }
 }
 
-/// Wakes up to `n` processes sleeping on `word`.
-pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
+/// Wakes up to `n` processes sleeping on `word`; returns how many it woke (0 if the call failed).
+pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> u32 {
     // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it stays valid for the call.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n, 0usize, 0usize, 0u32);
-    }
+    let woken = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n, 0usize, 0usize, 0u32) };
+    woken.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 /// The `shm_open` name for a deque name.

@@ -19,8 +19,9 @@
 //! under the lock and, only if someone sleeps, bumps the sequence after unlocking and calls `FUTEX_WAKE` for
 //! all of them: while the other side spins or nobody waits, a push or a pop costs no extra atomic operation
 //! and no system call. Waking all rather than one means a waiter killed right after its wake-up cannot
-//! swallow the wake-up another process needed; a killed sleeper leaves its count behind, which only costs
-//! later signallers a system call.
+//! swallow the wake-up another process needed. A killed sleeper leaves its count behind, which costs later
+//! signallers a system call each, until one of them finds that its wake-ups wake nobody, again and again,
+//! and forgets the count ([`RawDeque::forget_sleepers`]).
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -71,6 +72,14 @@ const WAIT_SPIN_MAX_NS: u32 = 20_000;
 /// 9.6 us; with a partner that is running but answers after about 1 us of work, an early yield is a system
 /// call in the middle of the wait (0.5 us: 1.54-1.74 us, 1 and 2 us: 1.29-1.45 us).
 const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
+/// How many wake-up calls in a row that wake nobody, although sleepers are counted, make a handle conclude
+/// that the count includes processes killed in their sleep, and forget it (see
+/// [`RawDeque::forget_sleepers`]). Each such call is a system call of about a microsecond on every push or
+/// pop; forgetting costs one lock acquisition and one more call, and is harmless if it was wrong.
+const IDLE_WAKES_TO_FORGET: u32 = 64;
+/// How long a sleeper waits at most before it looks at the deque again, when the count cannot take one
+/// more (only a garbage count gets there): it cannot rely on being woken.
+const UNCOUNTED_SLEEP: Duration = Duration::from_millis(1);
 /// Polls between two reads of the clock: of a waiter for a message, and of a locker while its pauses are
 /// short (with longer pauses it reads the clock at every look, and a waiter for room at every poll).
 const SPIN_POLLS: u32 = 16;
@@ -149,6 +158,9 @@ pub struct RawDeque {
     seg: Segment,
     /// Current spin budget of this handle's waits, in nanoseconds; grows when spinning pays off.
     spin_ns: AtomicU32,
+    /// Wake-up calls in a row by this handle that found a sleeper counted and woke nobody; see
+    /// [`forget_sleepers`](RawDeque::forget_sleepers).
+    idle_wakes: AtomicU32,
 }
 
 impl std::fmt::Debug for RawDeque {
@@ -163,7 +175,8 @@ impl std::fmt::Debug for RawDeque {
 
 impl RawDeque {
     pub(crate) fn attach(cfg: &Config) -> Result<RawDeque, Error> {
-        let deque = RawDeque { seg: Segment::attach(cfg)?, spin_ns: AtomicU32::new(2_000) };
+        let deque =
+            RawDeque { seg: Segment::attach(cfg)?, spin_ns: AtomicU32::new(2_000), idle_wakes: AtomicU32::new(0) };
         {
             let g = deque.lock()?;
             let attached = &g.header().ring.attached;
@@ -380,11 +393,19 @@ impl RawDeque {
             };
             let word = self.word(cond);
             // Register while holding the lock: whoever changes the deque after this unlock will see us.
-            word.sleepers.fetch_add(1, Relaxed);
+            let generation = register_sleeper(word);
             let seq = word.seq.load(Relaxed);
             drop(guard);
+            let deadline = if generation.is_some() {
+                deadline
+            } else {
+                let soon = Instant::now() + UNCOUNTED_SLEEP;
+                Some(deadline.map_or(soon, |d| d.min(soon)))
+            };
             Self::sleep_while(word, seq, deadline);
-            word.sleepers.fetch_sub(1, Relaxed);
+            if let Some(generation) = generation {
+                unregister_sleeper(word, generation);
+            }
             self.adapt_spin(budget, start.elapsed());
             spun = None;
         }
@@ -512,8 +533,37 @@ impl RawDeque {
     /// Wakes every process asleep on `word`: bumps the sequence (so that one about to call FUTEX_WAIT with the
     /// old value returns at once) and wakes all, so that a sleeper killed right after its wake-up cannot
     /// swallow the wake-up another needed.
-    fn signal(word: &WaitWord) {
+    fn signal(&self, word: &WaitWord) {
         word.seq.fetch_add(1, Release);
+        let woken = os::futex_wake(&word.seq, i32::MAX);
+        if woken > 0 {
+            if self.idle_wakes.load(Relaxed) != 0 {
+                self.idle_wakes.store(0, Relaxed);
+            }
+        } else if self.idle_wakes.fetch_add(1, Relaxed) + 1 >= IDLE_WAKES_TO_FORGET {
+            self.idle_wakes.store(0, Relaxed);
+            self.forget_sleepers(word);
+        }
+    }
+
+    /// Forgets the sleeper count of `word`, which wake-up after wake-up has found nobody asleep: it counts
+    /// processes killed in their sleep (or is garbage). Under the lock, sets the count to zero in a new
+    /// generation and bumps the sequence word; then wakes everyone. No live sleeper is lost: one that
+    /// registered before this and has not called `FUTEX_WAIT` yet finds the sequence changed and returns at
+    /// once, one already asleep is woken here, and either looks at the deque again under the lock and
+    /// registers anew if it still has to wait; its unregistering from the old generation leaves the new
+    /// count alone. Skipped if the lock is not free within [`DETACH_LOCK_TIMEOUT`].
+    #[cold]
+    fn forget_sleepers(&self, word: &WaitWord) {
+        let Ok(guard) = self.lock_until(Some(Instant::now() + DETACH_LOCK_TIMEOUT), LOCK_BACKOFF_MAX) else {
+            return;
+        };
+        let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
+            let (generation, _) = layout::unpack_sleepers(v);
+            Some(layout::pack_sleepers(generation.wrapping_add(1), 0))
+        });
+        word.seq.fetch_add(1, Release);
+        drop(guard);
         os::futex_wake(&word.seq, i32::MAX);
     }
 
@@ -1084,6 +1134,8 @@ impl RawDeque {
             popped: r.popped.load(Relaxed),
             lock_recoveries: r.recoveries.load(Relaxed),
             high_water: r.high_water.load(Relaxed),
+            asleep_for_message: layout::unpack_sleepers(g.header().not_empty.sleepers.load(Relaxed)).1,
+            asleep_for_room: layout::unpack_sleepers(g.header().not_full.sleepers.load(Relaxed)).1,
             segment_bytes: self.seg.len as u64,
             mode: file.mode,
         })
@@ -1463,6 +1515,28 @@ impl<'a> RawLockGuard<'a> {
     }
 }
 
+/// Counts the caller as a sleeper on `word` (the caller holds the lock) and returns the generation it
+/// registered in; `None` if the count cannot take one more (a garbage count), in which case the caller must
+/// not sleep for long, since nobody may wake it.
+fn register_sleeper(word: &WaitWord) -> Option<u32> {
+    let mut generation = None;
+    let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
+        let (g, n) = layout::unpack_sleepers(v);
+        generation = (n < layout::MAX_SLEEPERS).then_some(g);
+        generation.map(|g| layout::pack_sleepers(g, n + 1))
+    });
+    generation
+}
+
+/// Takes back a registration made in `generation`, unless the count has since been forgotten (a new
+/// generation: the registration is already gone, and taking one off would remove somebody else's).
+fn unregister_sleeper(word: &WaitWord, generation: u32) {
+    let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
+        let (g, n) = layout::unpack_sleepers(v);
+        (g == generation && n > 0).then(|| layout::pack_sleepers(g, n - 1))
+    });
+}
+
 #[inline]
 fn bump(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
@@ -1474,15 +1548,16 @@ impl Drop for RawLockGuard<'_> {
         let h = self.header();
         // Read under the lock: a sleeper registers under the lock before it sleeps, so a zero here means
         // nobody sleeps waiting for this change (spinners watch the ring word themselves).
-        let wake_not_empty = self.closed || (self.added && h.not_empty.sleepers.load(Relaxed) != 0);
-        let wake_not_full = self.closed || (self.removed && h.not_full.sleepers.load(Relaxed) != 0);
+        let asleep = |w: &WaitWord| layout::unpack_sleepers(w.sleepers.load(Relaxed)).1 != 0;
+        let wake_not_empty = self.closed || (self.added && asleep(&h.not_empty));
+        let wake_not_full = self.closed || (self.removed && asleep(&h.not_full));
         // SAFETY: this guard's existence means this thread holds the mutex.
         unsafe { os::mutex_unlock(h.lock.0.get()) };
         if wake_not_empty {
-            RawDeque::signal(&h.not_empty);
+            self.deque.signal(&h.not_empty);
         }
         if wake_not_full {
-            RawDeque::signal(&h.not_full);
+            self.deque.signal(&h.not_full);
         }
     }
 }

@@ -449,6 +449,8 @@ fn admin_commands_round_trip() {
         "popped",
         "lock_recoveries",
         "high_water",
+        "asleep_for_message",
+        "asleep_for_room",
         "segment_bytes",
         "mode",
     ];

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
 
-/// Where the pthread mutex lies in a layout-version-3 header (`tests/hostile.rs` checks this and [`FIELDS`]
+/// Where the pthread mutex lies in a layout-version-4 header (`tests/hostile.rs` checks this and [`FIELDS`]
 /// against a live segment).
 pub const MUTEX: Range<u64> = 128..168;
 
-/// The header's fields in layout version 3: name, offset, size in bytes. Native-endian integers.
+/// The header's fields in layout version 4 (the same places as in version 3): name, offset, size in bytes. Native-endian integers.
 pub const FIELDS: &[(&str, u64, usize)] = &[
     ("magic", 0, 8),
     ("version", 8, 4),

@@ -11,7 +11,8 @@ pub struct Args {
     /// Name of the deque.
     name: OsString,
     /// Print one JSON object with the keys capacity, slot_size, len, closed, producers, pushed, popped,
-    /// lock_recoveries, high_water, segment_bytes and mode (an octal string such as "0600").
+    /// lock_recoveries, high_water, asleep_for_message, asleep_for_room, segment_bytes and mode (an octal
+    /// string such as "0600").
     #[arg(long)]
     json: bool,
 }
@@ -32,6 +33,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
             "popped": s.popped,
             "lock_recoveries": s.lock_recoveries,
             "high_water": s.high_water,
+            "asleep_for_message": s.asleep_for_message,
+            "asleep_for_room": s.asleep_for_room,
             "segment_bytes": s.segment_bytes,
             "mode": format!("{:04o}", s.mode),
         });
@@ -48,6 +51,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         println!("popped           {}", s.popped);
         println!("lock_recoveries  {}", s.lock_recoveries);
         println!("high_water       {}", s.high_water);
+        println!("asleep           {} waiting for a message, {} for room", s.asleep_for_message, s.asleep_for_room);
         println!("segment_bytes    {}", s.segment_bytes);
         println!("mode             {:04o}", s.mode);
     }
