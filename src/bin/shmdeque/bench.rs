@@ -90,23 +90,23 @@ pub fn run(args: BenchArgs) -> Result<(), String> {
     }
     let started = Instant::now();
     let load_before = load_average();
-    let line_before = harness::line_round_trip();
+    let mut probes = Probes::default();
     let mut rows = Vec::new();
 
     for &size in &SIZES {
-        rows.extend(measure("throughput", &Builtin::ALL, size, &plan, plan.rtt_sizes.contains(&size))?);
+        let rtt = plan.rtt_sizes.contains(&size);
+        rows.extend(measure("throughput", &Builtin::ALL, size, &plan, rtt, &mut probes)?);
     }
     let blocked = blocked_cpu(&plan)?;
     progress("spinner started: 64 B with a third process spinning");
     {
         let _spinner = Spinner::start()?;
         let which = [Builtin::Pipe, Builtin::Socket, Builtin::Shm, Builtin::ShmInPlace, Builtin::ShmBatch];
-        rows.extend(measure("contended", &which, 64, &plan, true)?);
+        rows.extend(measure("contended", &which, 64, &plan, true, &mut Probes::default())?);
     }
     set_ratios(&mut rows);
 
-    let lines = (line_before, harness::line_round_trip());
-    let report = markdown(&rows, &blocked, &plan, load_before, lines, started.elapsed());
+    let report = markdown(&rows, &blocked, &plan, load_before, &probes, started.elapsed());
     print!("{report}");
     if let Some(dir) = &args.out {
         write_file(&dir.join("bench.csv"), &csv(&rows))?;
@@ -128,7 +128,14 @@ fn write_file(path: &Path, text: &str) -> Result<(), String> {
 /// `which` at `size`, one row each. The transports take turns run by run rather than one after another, so
 /// that a drift in the machine's speed (virtual machines can drift for minutes at a time) falls on all of
 /// them alike and the ratios within a section stay comparable.
-fn measure(section: &'static str, which: &[Builtin], size: usize, plan: &Plan, rtt: bool) -> Result<Vec<Row>, String> {
+fn measure(
+    section: &'static str,
+    which: &[Builtin],
+    size: usize,
+    plan: &Plan,
+    rtt: bool,
+    probes: &mut Probes,
+) -> Result<Vec<Row>, String> {
     let count = plan.count(size);
     let what = |b: Builtin| format!("{section} {} {}", b.label(), harness::bytes(size));
     // Warm-up: page faults on fresh buffers, CPU frequency, the child's first run of the code.
@@ -139,6 +146,7 @@ fn measure(section: &'static str, which: &[Builtin], size: usize, plan: &Plan, r
     let mut rates = vec![Vec::with_capacity(plan.runs); which.len()];
     let mut buffers = vec![String::new(); which.len()];
     for run in 1..=plan.runs {
+        probes.take(size);
         for (i, &b) in which.iter().enumerate() {
             progress(&format!("{} (run {run} of {})", what(b), plan.runs));
             let (elapsed, used) = with_builtin!(b, |t| harness::throughput(&t, size, count))?;
@@ -259,9 +267,42 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// How a [`harness::line_round_trip`] reads in the report.
-fn line_trip(d: Option<Duration>) -> String {
-    d.map_or_else(|| "not measured (busy)".into(), |d| format!("{:.0} ns", d.as_secs_f64() * 1e9))
+/// [`harness::line_round_trip`] before each round of throughput runs, by message size: how close the two
+/// CPUs were while each part of the table was measured.
+#[derive(Default)]
+struct Probes(Vec<(usize, Vec<Duration>, usize)>);
+
+impl Probes {
+    fn take(&mut self, size: usize) {
+        let probe = harness::line_round_trip();
+        if self.0.last().is_none_or(|(s, ..)| *s != size) {
+            self.0.push((size, Vec::new(), 0));
+        }
+        if let Some((_, seen, busy)) = self.0.last_mut() {
+            match probe {
+                Some(d) => seen.push(d),
+                None => *busy += 1,
+            }
+        }
+    }
+
+    /// One line per size: the lowest and highest round trip seen, and how many probes found the CPUs busy.
+    fn describe(&self) -> String {
+        let ns = |d: &Duration| format!("{:.0}", d.as_secs_f64() * 1e9);
+        self.0
+            .iter()
+            .map(|(size, seen, busy)| {
+                let range = match (seen.iter().min(), seen.iter().max()) {
+                    (Some(lo), Some(hi)) if lo == hi => format!("{} ns", ns(lo)),
+                    (Some(lo), Some(hi)) => format!("{}-{} ns", ns(lo), ns(hi)),
+                    _ => "not measured".into(),
+                };
+                let busy = if *busy > 0 { format!(" ({busy} busy)") } else { String::new() };
+                format!("{} {range}{busy}", harness::bytes(*size))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 fn markdown(
@@ -269,7 +310,7 @@ fn markdown(
     blocked: &[(&str, Duration)],
     plan: &Plan,
     load: String,
-    lines: (Option<Duration>, Option<Duration>),
+    probes: &Probes,
     took: Duration,
 ) -> String {
     let mut out = String::new();
@@ -277,14 +318,19 @@ fn markdown(
     let _ = writeln!(out, "## shmdeque benchmark\n");
     let _ = writeln!(
         out,
-        "{mode} on {}; load average {} before, {} after; {:.0} s. A cache line's round trip between two \
-         threads of this process (how close the two CPUs are): {} before, {} after.\n",
+        "{mode} on {}; load average {} before, {} after; {:.0} s.\n",
         machine(),
         load,
         load_average(),
-        took.as_secs_f64(),
-        line_trip(lines.0),
-        line_trip(lines.1)
+        took.as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "How close the two CPUs were, as a cache line's round trip between two threads of this process, \
+         before each round of runs (on a virtual machine it can change from one second to the next, \
+         presumably with where the host runs the virtual CPUs; every cross-process figure moves with it): \
+         {}.\n",
+        probes.describe()
     );
     let _ = writeln!(
         out,
