@@ -10,7 +10,7 @@
 //!   ring              ring word (head | len << 32), pushed and popped counters: right after the
 //!                     mutex, in its cache line; then the closed flag, attached count, producer
 //!                     count, lock recoveries, high-water mark       (written under the lock)
-//!   not_empty         futex sequence word, (reserved), sleepers: count | generation << 24
+//!   not_empty         futex sequence word, idle wake-ups, sleepers (u64: count | generation << 32)
 //!                     (own cache line)
 //!   not_full          the same for room (own cache line)
 //!   producers         MAX_PRODUCERS words: pid | start-time tag << 32, 0 = free
@@ -80,41 +80,38 @@ pub(crate) struct RingWords {
 /// `sleepers` while holding the lock; a process that makes the condition true reads `sleepers` under the
 /// lock and only if it counts someone bumps `seq` and makes the `FUTEX_WAKE` system call, so push and pop
 /// cost no extra atomic operation and no system call while nobody sleeps. (Layout 1 also made signallers
-/// bump `seq` for spinning waiters, counted in `waiters`; a mix of versions would lose wake-ups, hence
-/// version 2.)
+/// bump `seq` for spinning waiters, counted in a `waiters` word; a mix of versions would lose wake-ups,
+/// hence version 2.)
 ///
-/// `sleepers` is a count in its low [`SLEEPER_COUNT_BITS`] bits and a generation above them (version 4).
-/// A process killed in its sleep stays counted, and every later change would make a `FUTEX_WAKE` system
-/// call that wakes nobody. A signaller that sees that happen again and again forgets the count: under the
-/// lock it sets it to zero in a new generation, bumps `seq` and wakes everyone. A live sleeper that had
-/// registered in the old generation then finds `seq` changed, and when it unregisters it sees the new
-/// generation and leaves the count alone (taking one off it would remove somebody else's registration).
+/// Version 4: `sleepers` is a count and a generation in one 64-bit word, and `idle_wakes` (where version 3
+/// kept its unused `waiters`) counts wake-up calls in a row, by any process, that found sleepers counted and
+/// woke nobody. A process killed in its sleep stays counted, and every later change would make such a
+/// call; when `idle_wakes` reaches a threshold, the signaller forgets the count: under the lock it bumps
+/// `seq`, wakes everyone, and sets the count to zero in a new generation. A live sleeper that had
+/// registered in the old generation is woken (or finds `seq` changed before it sleeps) and looks again,
+/// and when it unregisters it sees the new generation and leaves the count alone (taking one off would
+/// remove somebody else's registration). 32 bits of generation do not wrap in any realistic lifetime, even
+/// for a sleeper stopped (SIGSTOP) across many forgettings.
 #[repr(C)]
 pub(crate) struct WaitWord {
     /// The futex word: changes whenever the condition may have become true.
     pub seq: AtomicU32,
-    /// Unused since layout 2 (kept so that the fields keep their places); zero.
-    pub waiters: AtomicU32,
+    /// Wake-up calls in a row that found sleepers counted and woke nobody.
+    pub idle_wakes: AtomicU32,
     /// Processes registered to sleep in `FUTEX_WAIT`, with the generation: see [`pack_sleepers`].
-    pub sleepers: AtomicU32,
+    pub sleepers: AtomicU64,
 }
 
-/// Bits of [`WaitWord::sleepers`] that count sleepers; the bits above hold the generation.
-pub(crate) const SLEEPER_COUNT_BITS: u32 = 24;
-/// The largest sleeper count [`WaitWord::sleepers`] holds.
-pub(crate) const MAX_SLEEPERS: u32 = (1 << SLEEPER_COUNT_BITS) - 1;
-
-/// Packs a generation and a count into [`WaitWord::sleepers`] (the generation wraps; the count must be at
-/// most [`MAX_SLEEPERS`]).
+/// Packs a generation and a sleeper count into [`WaitWord::sleepers`].
 #[inline]
-pub(crate) const fn pack_sleepers(generation: u32, count: u32) -> u32 {
-    generation << SLEEPER_COUNT_BITS | count & MAX_SLEEPERS
+pub(crate) const fn pack_sleepers(generation: u32, count: u32) -> u64 {
+    (generation as u64) << 32 | count as u64
 }
 
 /// Splits [`WaitWord::sleepers`] into (generation, count).
 #[inline]
-pub(crate) const fn unpack_sleepers(word: u32) -> (u32, u32) {
-    (word >> SLEEPER_COUNT_BITS, word & MAX_SLEEPERS)
+pub(crate) const fn unpack_sleepers(word: u64) -> (u32, u32) {
+    ((word >> 32) as u32, word as u32)
 }
 
 /// The segment header. See the module documentation for the picture.
@@ -162,6 +159,7 @@ const _: () = {
     assert!(offset_of!(Header, ring) + offset_of!(RingWords, popped) + 8 <= LOCK_OFFSET + 64);
     assert!(offset_of!(Header, not_empty) % 64 == 0);
     assert!(offset_of!(Header, not_full) % 64 == 0);
+    assert!(offset_of!(WaitWord, idle_wakes) == 4 && offset_of!(WaitWord, sleepers) == 8);
     assert!(offset_of!(Header, lock) >= 48);
     assert!(size_of::<RingWords>() == 56);
     assert!(align_of::<Header>() <= 4096);
@@ -260,12 +258,9 @@ mod tests {
 
     #[test]
     fn sleeper_word_round_trips() {
-        for (g, c) in [(0, 0), (1, 5), (255, MAX_SLEEPERS), (7, 0)] {
+        for (g, c) in [(0, 0), (1, 5), (u32::MAX, u32::MAX), (7, 0)] {
             assert_eq!(unpack_sleepers(pack_sleepers(g, c)), (g, c));
         }
-        // The count's top does not spill into the generation, and the generation wraps.
-        assert_eq!(unpack_sleepers(pack_sleepers(3, MAX_SLEEPERS) + 1), (4, 0));
-        assert_eq!(unpack_sleepers(pack_sleepers(256, 1)), (0, 1));
     }
 
     #[test]

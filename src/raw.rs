@@ -72,9 +72,9 @@ const WAIT_SPIN_MAX_NS: u32 = 20_000;
 /// 9.6 us; with a partner that is running but answers after about 1 us of work, an early yield is a system
 /// call in the middle of the wait (0.5 us: 1.54-1.74 us, 1 and 2 us: 1.29-1.45 us).
 const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
-/// How many wake-up calls in a row that wake nobody, although sleepers are counted, make a handle conclude
-/// that the count includes processes killed in their sleep, and forget it (see
-/// [`RawDeque::forget_sleepers`]). Each such call is a system call of about a microsecond on every push or
+/// How many wake-up calls in a row (by any process) that wake nobody, although sleepers are counted, make
+/// the next signaller conclude that the count includes processes killed in their sleep, and forget it (see
+/// [`RawDeque::forget_sleepers`]). Each such call is a system call of about a microsecond in a push or a
 /// pop; forgetting costs one lock acquisition and one more call, and is harmless if it was wrong.
 const IDLE_WAKES_TO_FORGET: u32 = 64;
 /// How long a sleeper waits at most before it looks at the deque again, when the count cannot take one
@@ -158,9 +158,6 @@ pub struct RawDeque {
     seg: Segment,
     /// Current spin budget of this handle's waits, in nanoseconds; grows when spinning pays off.
     spin_ns: AtomicU32,
-    /// Wake-up calls in a row by this handle that found a sleeper counted and woke nobody; see
-    /// [`forget_sleepers`](RawDeque::forget_sleepers).
-    idle_wakes: AtomicU32,
 }
 
 impl std::fmt::Debug for RawDeque {
@@ -175,8 +172,7 @@ impl std::fmt::Debug for RawDeque {
 
 impl RawDeque {
     pub(crate) fn attach(cfg: &Config) -> Result<RawDeque, Error> {
-        let deque =
-            RawDeque { seg: Segment::attach(cfg)?, spin_ns: AtomicU32::new(2_000), idle_wakes: AtomicU32::new(0) };
+        let deque = RawDeque { seg: Segment::attach(cfg)?, spin_ns: AtomicU32::new(2_000) };
         {
             let g = deque.lock()?;
             let attached = &g.header().ring.attached;
@@ -530,41 +526,49 @@ impl RawDeque {
         self.spin_ns.store(next, Relaxed);
     }
 
-    /// Wakes every process asleep on `word`: bumps the sequence (so that one about to call FUTEX_WAIT with the
-    /// old value returns at once) and wakes all, so that a sleeper killed right after its wake-up cannot
-    /// swallow the wake-up another needed.
-    fn signal(&self, word: &WaitWord) {
+    /// Bumps the sequence of `word` (so that a sleeper about to call FUTEX_WAIT with the old value returns at
+    /// once) and wakes every process asleep on it: all, so that a sleeper killed right after its wake-up
+    /// cannot swallow the wake-up another needed. `counted`: sleepers were counted (rather than a close
+    /// waking whoever there is). A call that finds sleepers counted and wakes nobody adds to the word's
+    /// `idle_wakes`; enough of them in a row and the count is forgotten ([`forget_sleepers`]).
+    ///
+    /// [`forget_sleepers`]: Self::forget_sleepers
+    fn signal(&self, word: &WaitWord, counted: bool) {
         word.seq.fetch_add(1, Release);
         let woken = os::futex_wake(&word.seq, i32::MAX);
+        if !counted {
+            return;
+        }
         if woken > 0 {
-            if self.idle_wakes.load(Relaxed) != 0 {
-                self.idle_wakes.store(0, Relaxed);
+            if word.idle_wakes.load(Relaxed) != 0 {
+                word.idle_wakes.store(0, Relaxed);
             }
-        } else if self.idle_wakes.fetch_add(1, Relaxed) + 1 >= IDLE_WAKES_TO_FORGET {
-            self.idle_wakes.store(0, Relaxed);
+        } else if word.idle_wakes.fetch_add(1, Relaxed).wrapping_add(1) >= IDLE_WAKES_TO_FORGET {
+            word.idle_wakes.store(0, Relaxed);
             self.forget_sleepers(word);
         }
     }
 
     /// Forgets the sleeper count of `word`, which wake-up after wake-up has found nobody asleep: it counts
-    /// processes killed in their sleep (or is garbage). Under the lock, sets the count to zero in a new
-    /// generation and bumps the sequence word; then wakes everyone. No live sleeper is lost: one that
-    /// registered before this and has not called `FUTEX_WAIT` yet finds the sequence changed and returns at
-    /// once, one already asleep is woken here, and either looks at the deque again under the lock and
-    /// registers anew if it still has to wait; its unregistering from the old generation leaves the new
-    /// count alone. Skipped if the lock is not free within [`DETACH_LOCK_TIMEOUT`].
+    /// processes killed in their sleep (or garbage raised it). Under the lock, in this order: bumps the
+    /// sequence word, wakes everyone, sets the count to zero in a new generation. A live sleeper that
+    /// registered before is either asleep and woken here, or not yet asleep and finds the sequence changed,
+    /// and looks at the deque again under the lock, registering anew if it still has to wait; its
+    /// unregistering from the old generation leaves the new count alone. A kill anywhere in between leaves
+    /// either the old count (nothing lost) or no old-generation sleeper asleep. Skipped if the lock is not
+    /// free within [`LOCK_SPIN`]: the next run of idle wake-ups tries again.
     #[cold]
     fn forget_sleepers(&self, word: &WaitWord) {
-        let Ok(guard) = self.lock_until(Some(Instant::now() + DETACH_LOCK_TIMEOUT), LOCK_BACKOFF_MAX) else {
+        let Ok(guard) = self.lock_until(Some(Instant::now() + LOCK_SPIN), LOCK_BACKOFF_MAX) else {
             return;
         };
+        word.seq.fetch_add(1, Release);
+        os::futex_wake(&word.seq, i32::MAX);
         let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
             let (generation, _) = layout::unpack_sleepers(v);
             Some(layout::pack_sleepers(generation.wrapping_add(1), 0))
         });
-        word.seq.fetch_add(1, Release);
         drop(guard);
-        os::futex_wake(&word.seq, i32::MAX);
     }
 
     /// Shared body of every single-message push.
@@ -1522,7 +1526,7 @@ fn register_sleeper(word: &WaitWord) -> Option<u32> {
     let mut generation = None;
     let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
         let (g, n) = layout::unpack_sleepers(v);
-        generation = (n < layout::MAX_SLEEPERS).then_some(g);
+        generation = (n < u32::MAX).then_some(g);
         generation.map(|g| layout::pack_sleepers(g, n + 1))
     });
     generation
@@ -1549,15 +1553,15 @@ impl Drop for RawLockGuard<'_> {
         // Read under the lock: a sleeper registers under the lock before it sleeps, so a zero here means
         // nobody sleeps waiting for this change (spinners watch the ring word themselves).
         let asleep = |w: &WaitWord| layout::unpack_sleepers(w.sleepers.load(Relaxed)).1 != 0;
-        let wake_not_empty = self.closed || (self.added && asleep(&h.not_empty));
-        let wake_not_full = self.closed || (self.removed && asleep(&h.not_full));
+        // (wake, sleepers counted) for each word.
+        let not_empty = (self.added && asleep(&h.not_empty), self.closed);
+        let not_full = (self.removed && asleep(&h.not_full), self.closed);
         // SAFETY: this guard's existence means this thread holds the mutex.
         unsafe { os::mutex_unlock(h.lock.0.get()) };
-        if wake_not_empty {
-            self.deque.signal(&h.not_empty);
-        }
-        if wake_not_full {
-            self.deque.signal(&h.not_full);
+        for (word, (counted, closing)) in [(&h.not_empty, not_empty), (&h.not_full, not_full)] {
+            if counted || closing {
+                self.deque.signal(word, counted);
+            }
         }
     }
 }

@@ -204,9 +204,9 @@ impl Segment {
             w.store(0, Relaxed);
         }
         for w in [&h.not_empty, &h.not_full] {
-            for c in [&w.seq, &w.waiters, &w.sleepers] {
-                c.store(0, Relaxed);
-            }
+            w.seq.store(0, Relaxed);
+            w.idle_wakes.store(0, Relaxed);
+            w.sleepers.store(0, Relaxed);
         }
         for p in &h.producers {
             p.store(0, Relaxed);

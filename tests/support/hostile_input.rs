@@ -24,7 +24,7 @@ use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
 /// against a live segment).
 pub const MUTEX: Range<u64> = 128..168;
 
-/// The header's fields in layout version 4 (the same places as in version 3): name, offset, size in bytes. Native-endian integers.
+/// The header's fields in layout version 4: name, offset, size in bytes. Native-endian integers.
 pub const FIELDS: &[(&str, u64, usize)] = &[
     ("magic", 0, 8),
     ("version", 8, 4),
@@ -42,11 +42,11 @@ pub const FIELDS: &[(&str, u64, usize)] = &[
     ("recoveries", 208, 8),
     ("high_water", 216, 8),
     ("not_empty.seq", 256, 4),
-    ("not_empty.waiters", 260, 4),
-    ("not_empty.sleepers", 264, 4),
+    ("not_empty.idle_wakes", 260, 4),
+    ("not_empty.sleepers", 264, 8),
     ("not_full.seq", 384, 4),
-    ("not_full.waiters", 388, 4),
-    ("not_full.sleepers", 392, 4),
+    ("not_full.idle_wakes", 388, 4),
+    ("not_full.sleepers", 392, 8),
     ("producer_table[0]", 512, 8),
     ("producer_table[63]", 512 + 63 * 8, 8),
 ];
