@@ -20,8 +20,9 @@
 //! all of them: while the other side spins or nobody waits, a push or a pop costs no extra atomic operation
 //! and no system call. Waking all rather than one means a waiter killed right after its wake-up cannot
 //! swallow the wake-up another process needed. A killed sleeper leaves its count behind, which costs later
-//! signallers a system call each, until one of them finds that its wake-ups wake nobody, again and again,
-//! and forgets the count ([`RawDeque::forget_sleepers`]).
+//! signallers a system call each, until wake-ups on that word (by any process) have woken fewer than were
+//! counted many times in a row, and the count is forgotten ([`RawDeque::forget_sleepers`]). A sleeper looks
+//! at the deque again every [`SLEEP_RECHECK`] even if nobody wakes it.
 
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -72,13 +73,17 @@ const WAIT_SPIN_MAX_NS: u32 = 20_000;
 /// 9.6 us; with a partner that is running but answers after about 1 us of work, an early yield is a system
 /// call in the middle of the wait (0.5 us: 1.54-1.74 us, 1 and 2 us: 1.29-1.45 us).
 const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
-/// How many wake-up calls in a row (by any process) that wake nobody, although sleepers are counted, make
-/// the next signaller conclude that the count includes processes killed in their sleep, and forget it (see
+/// How many wake-up calls in a row (by any process) that wake fewer sleepers than are counted make the
+/// signaller of the last one conclude that the count includes processes killed in their sleep, and forget it (see
 /// [`RawDeque::forget_sleepers`]). Each such call is a system call of about a microsecond in a push or a
 /// pop; forgetting costs one lock acquisition and one more call, and is harmless if it was wrong.
 const IDLE_WAKES_TO_FORGET: u32 = 64;
-/// How long a sleeper waits at most before it looks at the deque again, when the count cannot take one
-/// more (only a garbage count gets there): it cannot rely on being woken.
+/// How long a sleeper waits at most before it looks at the deque again under the lock: a signaller killed
+/// between its unlock and its wake-up call would otherwise leave it asleep until the next change. Ten looks
+/// a second cost a blocked process about 0.01 % of a core.
+const SLEEP_RECHECK: Duration = Duration::from_millis(100);
+/// The same when the count cannot take one more sleeper (only a garbage count gets there), so that nobody
+/// may wake it at all.
 const UNCOUNTED_SLEEP: Duration = Duration::from_millis(1);
 /// Polls between two reads of the clock: of a waiter for a message, and of a locker while its pauses are
 /// short (with longer pauses it reads the clock at every look, and a waiter for room at every poll).
@@ -392,18 +397,22 @@ impl RawDeque {
             let generation = register_sleeper(word);
             let seq = word.seq.load(Relaxed);
             drop(guard);
-            let deadline = if generation.is_some() {
-                deadline
-            } else {
-                let soon = Instant::now() + UNCOUNTED_SLEEP;
-                Some(deadline.map_or(soon, |d| d.min(soon)))
-            };
-            Self::sleep_while(word, seq, deadline);
+            // Never sleep unbounded: a process that changed the deque and was killed (or stopped) between its
+            // unlock and its wake-up call leaves this sleeper counted but unwoken; so does a count that
+            // cannot take one more (only garbage gets there), where nobody may wake it at all.
+            let nap = if generation.is_some() { SLEEP_RECHECK } else { UNCOUNTED_SLEEP };
+            let soon = Instant::now() + nap;
+            Self::sleep_while(word, seq, Some(deadline.map_or(soon, |d| d.min(soon))));
             if let Some(generation) = generation {
                 unregister_sleeper(word, generation);
             }
-            self.adapt_spin(budget, start.elapsed());
-            spun = None;
+            let rechecking = word.seq.load(Acquire) == seq && deadline.is_none_or(|d| Instant::now() < d);
+            if !rechecking {
+                self.adapt_spin(budget, start.elapsed());
+                spun = None;
+            }
+            // A recheck keeps `spun`: if the deque still does not let it proceed, it goes back to sleep
+            // without spinning again.
         }
     }
 
@@ -528,18 +537,22 @@ impl RawDeque {
 
     /// Bumps the sequence of `word` (so that a sleeper about to call FUTEX_WAIT with the old value returns at
     /// once) and wakes every process asleep on it: all, so that a sleeper killed right after its wake-up
-    /// cannot swallow the wake-up another needed. `counted`: sleepers were counted (rather than a close
-    /// waking whoever there is). A call that finds sleepers counted and wakes nobody adds to the word's
-    /// `idle_wakes`; enough of them in a row and the count is forgotten ([`forget_sleepers`]).
+    /// cannot swallow the wake-up another needed. `counted`: the sleepers counted under the lock (zero for a
+    /// close waking whoever there is). A call that wakes fewer than were counted adds to the word's
+    /// `idle_wakes`, whoever makes it; the call that makes it reach [`IDLE_WAKES_TO_FORGET`] forgets the
+    /// count ([`forget_sleepers`]). Counting "fewer" rather than "none" lets a dead sleeper be forgotten even
+    /// next to live ones that sleep often; the rare wrong forget (a live sleeper between registering and
+    /// sleeping) only costs it a second look.
     ///
     /// [`forget_sleepers`]: Self::forget_sleepers
-    fn signal(&self, word: &WaitWord, counted: bool) {
+    fn signal(&self, word: &WaitWord, counted: u32) {
         word.seq.fetch_add(1, Release);
         let woken = os::futex_wake(&word.seq, i32::MAX);
-        if !counted {
+        if counted == 0 {
             return;
         }
-        if woken > 0 {
+        // Fewer woken than counted: someone counted is dead, or (briefly) about to sleep or just woken.
+        if woken >= counted {
             if word.idle_wakes.load(Relaxed) != 0 {
                 word.idle_wakes.store(0, Relaxed);
             }
@@ -1552,16 +1565,17 @@ impl Drop for RawLockGuard<'_> {
         let h = self.header();
         // Read under the lock: a sleeper registers under the lock before it sleeps, so a zero here means
         // nobody sleeps waiting for this change (spinners watch the ring word themselves).
-        let asleep = |w: &WaitWord| layout::unpack_sleepers(w.sleepers.load(Relaxed)).1 != 0;
-        // (wake, sleepers counted) for each word.
-        let not_empty = (self.added && asleep(&h.not_empty), self.closed);
-        let not_full = (self.removed && asleep(&h.not_full), self.closed);
+        let asleep =
+            |changed: bool, w: &WaitWord| if changed { layout::unpack_sleepers(w.sleepers.load(Relaxed)).1 } else { 0 };
+        let not_empty = asleep(self.added, &h.not_empty);
+        let not_full = asleep(self.removed, &h.not_full);
         // SAFETY: this guard's existence means this thread holds the mutex.
         unsafe { os::mutex_unlock(h.lock.0.get()) };
-        for (word, (counted, closing)) in [(&h.not_empty, not_empty), (&h.not_full, not_full)] {
-            if counted || closing {
-                self.deque.signal(word, counted);
-            }
+        if not_empty != 0 || self.closed {
+            self.deque.signal(&h.not_empty, not_empty);
+        }
+        if not_full != 0 || self.closed {
+            self.deque.signal(&h.not_full, not_full);
         }
     }
 }
