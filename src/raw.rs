@@ -79,9 +79,10 @@ const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
 /// pop; forgetting costs one lock acquisition and one more call, and is harmless if it was wrong.
 const IDLE_WAKES_TO_FORGET: u32 = 64;
 /// How long a sleeper waits at most before it looks at the deque again under the lock: a signaller killed
-/// between its unlock and its wake-up call would otherwise leave it asleep until the next change. Ten looks
-/// a second cost a blocked process about 0.01 % of a core.
-const SLEEP_RECHECK: Duration = Duration::from_millis(100);
+/// between its unlock and its wake-up call would otherwise leave it asleep until the next change. A look
+/// after a long sleep costs about 60 us of CPU (cold caches): with one every 100 ms, a consumer blocked for
+/// 0.5 s used 0.35-0.44 ms of CPU instead of 0.06 ms, so the look comes once a second.
+const SLEEP_RECHECK: Duration = Duration::from_secs(1);
 /// The same when the count cannot take one more sleeper (only a garbage count gets there), so that nobody
 /// may wake it at all.
 const UNCOUNTED_SLEEP: Duration = Duration::from_millis(1);
