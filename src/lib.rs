@@ -206,7 +206,7 @@ pub struct Stats {
     /// The largest length the deque has reached.
     pub high_water: u64,
     /// Blocked pops asleep in the kernel waiting for a message (a process killed in its sleep stays counted
-    /// until pushes find that nobody wakes, and forget it).
+    /// until wake-ups keep waking fewer than are counted, and the count is forgotten).
     pub asleep_for_message: u32,
     /// Blocked pushes asleep in the kernel waiting for room (likewise).
     pub asleep_for_room: u32,

@@ -74,9 +74,9 @@ const WAIT_SPIN_MAX_NS: u32 = 20_000;
 /// call in the middle of the wait (0.5 us: 1.54-1.74 us, 1 and 2 us: 1.29-1.45 us).
 const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
 /// How many wake-up calls in a row (by any process) that wake fewer sleepers than are counted make the
-/// signaller of the last one conclude that the count includes processes killed in their sleep, and forget it (see
-/// [`RawDeque::forget_sleepers`]). Each such call is a system call of about a microsecond in a push or a
-/// pop; forgetting costs one lock acquisition and one more call, and is harmless if it was wrong.
+/// signaller of the last one conclude that the count includes processes killed in their sleep, and forget
+/// it (see [`RawDeque::forget_sleepers`]). Each such call is a system call of about a microsecond in a push
+/// or a pop; forgetting costs one lock acquisition and one more call, and is harmless if it was wrong.
 const IDLE_WAKES_TO_FORGET: u32 = 64;
 /// How long a sleeper waits at most before it looks at the deque again under the lock: a signaller killed
 /// between its unlock and its wake-up call would otherwise leave it asleep until the next change. A look
@@ -447,7 +447,8 @@ impl RawDeque {
                 // while the lock is still held; a trylock then would only take the lock's line from the
                 // holder in the middle of its unlock. Wait until the lock looks free (the same cache line, so
                 // no extra transfer): trylocks that failed after a spin went from 40-65 % to under 0.1 %
-                // (64 B round trips, interleaved medians: 0.60 -> 0.59 us in one sitting, 0.55 -> 0.53 in another).
+                // (64 B round trips, interleaved medians: 0.60 -> 0.59 us in one sitting, 0.55 -> 0.53 in
+                // another).
                 // SAFETY: the mutex of a READY segment that `self` keeps mapped.
                 !unsafe { os::mutex_looks_held(self.header().lock.0.get()) }
             }
@@ -563,8 +564,8 @@ impl RawDeque {
         }
     }
 
-    /// Forgets the sleeper count of `word`, which wake-up after wake-up has found nobody asleep: it counts
-    /// processes killed in their sleep (or garbage raised it). Under the lock, in this order: bumps the
+    /// Forgets the sleeper count of `word`, whose wake-ups have, again and again, woken fewer processes
+    /// than it counts: it counts processes killed in their sleep (or garbage raised it). Under the lock, in this order: bumps the
     /// sequence word, wakes everyone, sets the count to zero in a new generation. A live sleeper that
     /// registered before is either asleep and woken here, or not yet asleep and finds the sequence changed,
     /// and looks at the deque again under the lock, registering anew if it still has to wait; its
