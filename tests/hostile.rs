@@ -674,6 +674,31 @@ fn waiters_killed_while_blocked_are_forgotten_after_a_few_idle_wake_ups() {
     assert_eq!(counts("not_empty"), 0);
 }
 
+/// A message that appears without a wake-up (as when the process that pushed it is killed, or stopped,
+/// between its unlock and its FUTEX_WAKE call) still reaches a consumer asleep on the deque: sleepers look
+/// again once a second. Here the test itself publishes a message through the file, slot then ring word, and
+/// wakes nobody.
+#[test]
+fn a_sleeper_finds_a_message_that_came_without_a_wake_up() {
+    let _dog = Watchdog::new("a_sleeper_finds_a_message", Duration::from_secs(120));
+    let scratch = support::Scratch::new("unwoken");
+    let name = Name::new("unwoken");
+    let (capacity, slot_size) = (4u64, 64u64);
+    let q = create(&name, capacity as u32, slot_size as u32);
+    let f = open_file(&name);
+    let mut popper = blocked_child(&name, "block-pop", &scratch, 1);
+    let header = f.metadata().unwrap().len() - capacity * slot_size;
+    let ring = read_field(&f, "ring");
+    assert_eq!(ring >> 32, 0, "the deque is empty");
+    let slot = header + (ring & 0xffff_ffff) * slot_size;
+    let mut bytes = 4u32.to_le_bytes().to_vec();
+    bytes.extend_from_slice(b"wake");
+    f.write_all_at(&bytes, slot).unwrap();
+    write_field(&f, "ring", ring | 1 << 32);
+    popper.finish(LIMIT);
+    assert!(q.is_empty());
+}
+
 /// Forgetting a sleeper count must never strand a live sleeper. A consumer pops a stream while this test
 /// keeps adding garbage to its wait word's count (as killed sleepers, or a hostile writer, would), and pushes
 /// in bursts (the consumer busy: wake-ups find nobody, and the count gets forgotten, in any state of the
