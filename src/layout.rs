@@ -84,8 +84,8 @@ pub(crate) struct RingWords {
 /// hence version 2.)
 ///
 /// Version 4: `sleepers` is a count and a generation in one 64-bit word, and `idle_wakes` (where version 3
-/// kept its unused `waiters`) counts wake-up calls in a row, by any process, that found sleepers counted and
-/// woke nobody. A process killed in its sleep stays counted, and every later change would make such a
+/// kept its unused `waiters`) counts wake-up calls in a row, by any process, that woke fewer sleepers than
+/// were counted. A process killed in its sleep stays counted, and every later change would make such a
 /// call; when `idle_wakes` reaches a threshold, the signaller forgets the count: under the lock it bumps
 /// `seq`, wakes everyone, and sets the count to zero in a new generation. A live sleeper that had
 /// registered in the old generation is woken (or finds `seq` changed before it sleeps) and looks again,
@@ -96,7 +96,7 @@ pub(crate) struct RingWords {
 pub(crate) struct WaitWord {
     /// The futex word: changes whenever the condition may have become true.
     pub seq: AtomicU32,
-    /// Wake-up calls in a row that found sleepers counted and woke nobody.
+    /// Wake-up calls in a row that woke fewer sleepers than were counted.
     pub idle_wakes: AtomicU32,
     /// Processes registered to sleep in `FUTEX_WAIT`, with the generation: see [`pack_sleepers`].
     pub sleepers: AtomicU64,
