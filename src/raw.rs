@@ -62,6 +62,14 @@ const PREFETCH_SLOTS: usize = 64;
 const ROOM_SLACK_MAX: u32 = 256;
 /// PAUSE instructions between two looks at the ring word while waiting for room (see [`RawDeque::spin_for`]).
 const ROOM_POLL_PAUSES: u32 = 32;
+/// The same while waiting for a message: about 90 ns here. Each look takes the lock's cache line away from
+/// whoever writes it, and a look every PAUSE (30 ns, less than one transfer of the line between cores)
+/// makes a push on the other side fetch the line again for its ring store and its unlock. 64 B round
+/// trips across two cores (cache line round trip ~80 ns), medians of seven interleaved runs: 1, 2, 3, 4
+/// and 5 PAUSEs gave 0.56, 0.48, 0.45, 0.47 and 0.51 us. Where the two vCPUs share a core (line round
+/// trip ~30 ns) 3 PAUSEs cost a little (0.39 -> 0.42 us), and pausing longer only after seeing the lock
+/// held was worse than either (0.61 us).
+const MESSAGE_POLL_PAUSES: u32 = 3;
 /// How long dropping a handle waits for the lock to update the attach count.
 const DETACH_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds of the adaptive spin before a waiter sleeps on its futex (nanoseconds).
@@ -86,8 +94,9 @@ const SLEEP_RECHECK: Duration = Duration::from_secs(1);
 /// The same when the count cannot take one more sleeper (only a garbage count gets there), so that nobody
 /// may wake it at all.
 const UNCOUNTED_SLEEP: Duration = Duration::from_millis(1);
-/// Polls between two reads of the clock: of a waiter for a message, and of a locker while its pauses are
-/// short (with longer pauses it reads the clock at every look, and a waiter for room at every poll).
+/// PAUSEs between two reads of the clock by a waiter for a message (whole polls of
+/// [`MESSAGE_POLL_PAUSES`], so 15), and looks between two reads by a locker while its pauses are short (with
+/// longer pauses it reads the clock at every look, and a waiter for room at every poll).
 const SPIN_POLLS: u32 = 16;
 
 thread_local! {
@@ -463,12 +472,12 @@ impl RawDeque {
     /// between two running processes) costs one clock read, at `start` (64 B round trips, p50: 0.77 us
     /// with three clock reads per wait, 0.69 us with one; medians of seven interleaved runs).
     ///
-    /// A wait for a message polls with one PAUSE between reads and reads the clock once per [`SPIN_POLLS`]
-    /// polls: an exponential backoff of PAUSEs (each tens of ns on current x86) would notice the message
-    /// microseconds late, and the round trip is what a waiting consumer is measured by. A wait for room
-    /// polls every [`ROOM_POLL_PAUSES`] PAUSEs instead: the deque is full, so the consumer has work queued
-    /// and nothing is gained by noticing each single free slot at once, while every read of the ring word
-    /// takes the lock's cache line from the consumer (64 B one per call across two cores, copying out,
+    /// A wait for a message polls every [`MESSAGE_POLL_PAUSES`] PAUSEs and reads the clock once per round of
+    /// about [`SPIN_POLLS`] PAUSEs: an exponential backoff of PAUSEs (each tens of ns on current x86) would
+    /// notice the message microseconds late, and the round trip is what a waiting consumer is measured by.
+    /// A wait for room polls every [`ROOM_POLL_PAUSES`] PAUSEs instead: the deque is full, so the consumer
+    /// has work queued and nothing is gained by noticing each single free slot at once, while every read of
+    /// the ring word takes the lock's cache line from the consumer (64 B one per call across two cores, copying out,
     /// medians of five interleaved runs: 3.2 M msg/s polling after every PAUSE, 4.9 M with this pacing).
     /// While it spins it also waits for [`ROOM_SLACK_MAX`] slack, see [`may_proceed`](Self::may_proceed).
     ///
@@ -480,7 +489,7 @@ impl RawDeque {
         let until = deadline.map_or(until, |d| d.min(until));
         let yield_after = start + SPIN_YIELD_AFTER;
         let pauses = match cond {
-            Cond::NotEmpty(_) => 1,
+            Cond::NotEmpty(_) => MESSAGE_POLL_PAUSES,
             Cond::NotFull => ROOM_POLL_PAUSES,
         };
         let mut long = false;
@@ -565,11 +574,11 @@ impl RawDeque {
     }
 
     /// Forgets the sleeper count of `word`, whose wake-ups have, again and again, woken fewer processes
-    /// than it counts: it counts processes killed in their sleep (or garbage raised it). Under the lock, in this order: bumps the
-    /// sequence word, wakes everyone, sets the count to zero in a new generation. A live sleeper that
-    /// registered before is either asleep and woken here, or not yet asleep and finds the sequence changed,
-    /// and looks at the deque again under the lock, registering anew if it still has to wait; its
-    /// unregistering from the old generation leaves the new count alone. A kill anywhere in between leaves
+    /// than it counts: it counts processes killed in their sleep (or garbage raised it). Under the lock, in
+    /// this order: bumps the sequence word, wakes everyone, sets the count to zero in a new generation. A
+    /// live sleeper that registered before is either asleep and woken here, or not yet asleep and finds the
+    /// sequence changed, and looks at the deque again under the lock, registering anew if it still has to
+    /// wait; its unregistering from the old generation leaves the new count alone. A kill anywhere in between leaves
     /// either the old count (nothing lost) or no old-generation sleeper asleep. Skipped if the lock is not
     /// free within [`LOCK_SPIN`]: the next run of idle wake-ups tries again.
     #[cold]
