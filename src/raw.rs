@@ -30,9 +30,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use crate::err::{Error, PopError, PushError};
+use crate::layout::SLOT_LEN_BYTES;
 use crate::layout::{self, Header, WaitWord};
 use crate::os::{self, LockFail, Locked};
-use crate::ring::{Ring, RingError};
+use crate::ring::{self, Ring, RingError};
 use crate::segment::Segment;
 use crate::{Config, Stats};
 
@@ -370,17 +371,24 @@ impl RawDeque {
     /// [`adapt_spin`](Self::adapt_spin)); spinners register nowhere, so a push or pop costs its maker nothing
     /// extra while the other side spins. If the budget runs out, the next failed attempt registers in the
     /// condition's `sleepers` count under the lock, remembers the sequence word, unlocks and sleeps on it.
-    fn blocking<R>(
-        &self,
+    ///
+    /// `first`: the lock, if the caller holds it already (after a fast path that did not apply); the first
+    /// attempt then runs under it.
+    fn blocking<'d, R>(
+        &'d self,
         cond: Cond,
         wait: Wait,
         max_pauses: u32,
+        mut first: Option<RawLockGuard<'d>>,
         mut attempt: impl FnMut(&mut RawLockGuard<'_>) -> Option<R>,
     ) -> Result<R, Blocked> {
         // After a spin: the budget it had, when it began, and whether it outlasted one round of polls.
         let mut spun: Option<(u32, Instant, bool)> = None;
         loop {
-            let mut guard = self.lock_until(wait.deadline(), max_pauses)?;
+            let mut guard = match first.take() {
+                Some(guard) => guard,
+                None => self.lock_until(wait.deadline(), max_pauses)?,
+            };
             if let Some(r) = attempt(&mut guard) {
                 // A wait that ended within the first round of polls was covered by any budget; learning its
                 // exact length would cost a clock read (about 30 ns on that EPYC) on every short wait.
@@ -608,8 +616,29 @@ impl RawDeque {
             return Err(PushError::TooLarge { value: (), len: n, max });
         }
         self.prefetch_push(end);
+        let mut guard = match self.lock_until(wait.deadline(), LOCK_BACKOFF_MAX) {
+            Ok(guard) => guard,
+            Err(blocked) => return flatten_push(Err(blocked)),
+        };
+        match guard.push_fast(end, n, fill) {
+            Ok(()) => Ok(()),
+            Err(fill) => self.push_slow(guard, end, n, fill, wait),
+        }
+    }
+
+    /// The rest of [`push_with`](Self::push_with), for the cases its fast path leaves (full, closed or
+    /// corrupted): out of line, so that the usual case compiles to a short function.
+    #[inline(never)]
+    fn push_slow(
+        &self,
+        guard: RawLockGuard<'_>,
+        end: End,
+        n: usize,
+        fill: impl FnOnce(&mut [u8]),
+        wait: Wait,
+    ) -> Result<(), PushError<()>> {
         let mut fill = Some(fill);
-        let r = self.blocking(Cond::NotFull, wait, LOCK_BACKOFF_MAX, |g| {
+        let r = self.blocking(Cond::NotFull, wait, LOCK_BACKOFF_MAX, Some(guard), |g| {
             if g.is_closed() {
                 return Some(Err(PushError::Closed(())));
             }
@@ -648,7 +677,7 @@ impl RawDeque {
         }
         self.prefetch_batch(end, true, count);
         let mut done = 0;
-        let r = self.blocking(Cond::NotFull, wait, BATCH_LOCK_PAUSES, |g| {
+        let r = self.blocking(Cond::NotFull, wait, BATCH_LOCK_PAUSES, None, |g| {
             if g.is_closed() {
                 return Some(Err(PushError::Closed(done)));
             }
@@ -687,8 +716,28 @@ impl RawDeque {
 
     /// Shared body of every single-message pop: hands the message to `read` in place, then removes it.
     pub(crate) fn pop_with<R>(&self, end: End, read: impl FnOnce(&[u8]) -> R, wait: Wait) -> Result<R, PopError> {
+        let mut guard = match self.lock_until(wait.deadline(), LOCK_BACKOFF_MAX) {
+            Ok(guard) => guard,
+            Err(blocked) => return flatten_pop(Err(blocked)),
+        };
+        match guard.pop_fast(end, read) {
+            Ok(r) => Ok(r),
+            Err(read) => self.pop_slow(guard, end, read, wait),
+        }
+    }
+
+    /// The rest of [`pop_with`](Self::pop_with), for the cases its fast path leaves (empty or corrupted):
+    /// out of line, as [`push_slow`](Self::push_slow).
+    #[inline(never)]
+    fn pop_slow<R>(
+        &self,
+        guard: RawLockGuard<'_>,
+        end: End,
+        read: impl FnOnce(&[u8]) -> R,
+        wait: Wait,
+    ) -> Result<R, PopError> {
         let mut read = Some(read);
-        let r = self.blocking(Cond::NotEmpty(end), wait, LOCK_BACKOFF_MAX, |g| {
+        let r = self.blocking(Cond::NotEmpty(end), wait, LOCK_BACKOFF_MAX, Some(guard), |g| {
             let popped = g.modify(|ring| {
                 let once = |b: &[u8]| read.take().map(|f| f(b));
                 match end {
@@ -760,7 +809,7 @@ impl RawDeque {
             return Ok(0);
         }
         self.prefetch_batch(end, false, max);
-        let r = self.blocking(Cond::NotEmpty(end), wait, BATCH_LOCK_PAUSES, |g| {
+        let r = self.blocking(Cond::NotEmpty(end), wait, BATCH_LOCK_PAUSES, None, |g| {
             let mut failure = None;
             let popped = g.modify(|ring| {
                 let mut n = 0;
@@ -1374,24 +1423,92 @@ impl<'a> RawLockGuard<'a> {
         let out = f(&mut ring);
         let (new_head, new_len) = (ring.head(), ring.len());
         if (new_head, new_len) != (head, len) {
-            r.ring.store(layout::pack_ring(new_head, new_len), Release);
-            if new_len > len {
-                self.added = true;
-                LAST_RING.set((self.deque.seg.slots_addr(), layout::pack_ring(new_head, new_len)));
-                bump(&r.pushed, (new_len - len) as u64);
-                if new_len as u64 > r.high_water.load(Relaxed) {
-                    r.high_water.store(new_len as u64, Relaxed);
-                }
-            } else if new_len < len {
-                self.removed = true;
-                bump(&r.popped, (len - new_len) as u64);
-            } else {
-                // Same length, new head: a pop and a push inside one batch. Both sides may be waiting.
-                self.added = true;
-                self.removed = true;
-            }
+            self.publish(len, new_head, new_len);
         }
         out
+    }
+
+    /// Publishes a new head and length with one store of the ring word, after every payload byte of the
+    /// change is in place, and counts the change (`len` was the length before it).
+    #[inline]
+    fn publish(&mut self, len: u32, new_head: u32, new_len: u32) {
+        let r = &self.header().ring;
+        let word = layout::pack_ring(new_head, new_len);
+        r.ring.store(word, Release);
+        if new_len > len {
+            self.added = true;
+            LAST_RING.set((self.deque.seg.slots_addr(), word));
+            bump(&r.pushed, (new_len - len) as u64);
+            if new_len as u64 > r.high_water.load(Relaxed) {
+                r.high_water.store(new_len as u64, Relaxed);
+            }
+        } else if new_len < len {
+            self.removed = true;
+            bump(&r.popped, (len - new_len) as u64);
+        } else {
+            // Same length, new head: a pop and a push inside one batch. Both sides may be waiting.
+            self.added = true;
+            self.removed = true;
+        }
+    }
+
+    /// A single-message push in a straight line, for the usual case: the deque is open, has room, and its
+    /// ring word is in range. Otherwise hands `fill` back untouched, for the general path (which waits for
+    /// room and reports a closed or corrupted deque). `n` must fit in a slot.
+    ///
+    /// The general path builds a [`Ring`] view and runs the push as a closure inside the retry loop of
+    /// [`RawDeque::blocking`]; this does the same arithmetic with the slot helpers `Ring` itself uses, and
+    /// less of everything else. 64 B push+pop in place in one process, counted by callgrind: 712
+    /// instructions per pair through the general path, 516 with both fast paths (of which about 240 are in
+    /// glibc's lock and unlock); 64 B round trips across two cores, medians of seven interleaved runs:
+    /// 0.51 -> 0.46 us in place, 0.59 -> 0.53 us copying out, in one sitting; 0.46 -> 0.41 us in another.
+    #[inline]
+    fn push_fast<F: FnOnce(&mut [u8])>(&mut self, end: End, n: usize, fill: F) -> Result<(), F> {
+        let h = self.header();
+        let (head, len) = layout::unpack_ring(h.ring.ring.load(Relaxed));
+        let cap = self.deque.seg.capacity;
+        if head >= cap || len >= cap || h.ring.closed.load(Relaxed) != 0 {
+            return Err(fill);
+        }
+        let (index, new_head) = match end {
+            // head < cap and len < cap, so the sum is below 2 * cap.
+            End::Back => (ring::wrap(head + len, cap), head),
+            End::Front => {
+                let index = if head == 0 { cap - 1 } else { head - 1 };
+                (index, index)
+            }
+        };
+        // SAFETY: index < cap; this guard holds the lock, and `&mut self` rules out any other slice of the
+        // slot area borrowed from it; the slice does not outlive this call.
+        let slot = unsafe { self.deque.seg.slot_mut(index) };
+        ring::write_slot(slot, n, fill);
+        self.publish(len, new_head, len + 1);
+        Ok(())
+    }
+
+    /// A single-message pop in a straight line, for the usual case: the deque holds a message whose stored
+    /// length is in range. Otherwise hands `read` back untouched, for the general path (which waits for a
+    /// message and reports a closed or corrupted deque). See [`push_fast`](Self::push_fast).
+    #[inline]
+    fn pop_fast<R, F: FnOnce(&[u8]) -> R>(&mut self, end: End, read: F) -> Result<R, F> {
+        let (head, len) = layout::unpack_ring(self.header().ring.ring.load(Relaxed));
+        let cap = self.deque.seg.capacity;
+        if head >= cap || len == 0 || len > cap {
+            return Err(read);
+        }
+        let (index, new_head) = match end {
+            End::Front => (head, ring::wrap(head + 1, cap)),
+            // head < cap and 0 < len <= cap, so the sum is below 2 * cap.
+            End::Back => (ring::wrap(head + len - 1, cap), head),
+        };
+        // SAFETY: as in `push_fast`.
+        let slot = unsafe { self.deque.seg.slot_mut(index) };
+        let Some(msg) = slot.get(SLOT_LEN_BYTES..SLOT_LEN_BYTES.saturating_add(ring::stored_len(slot))) else {
+            return Err(read);
+        };
+        let r = read(msg);
+        self.publish(len, new_head, len - 1);
+        Ok(r)
     }
 
     fn recount_producers(&self) {

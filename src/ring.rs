@@ -66,17 +66,14 @@ impl<S: AsRef<[u8]>> Ring<S> {
     fn physical(&self, logical: u32) -> u32 {
         debug_assert!(logical < self.capacity);
         // head < capacity <= 2^30 and logical < capacity, so the sum cannot overflow.
-        let i = self.head + logical;
-        if i >= self.capacity { i - self.capacity } else { i }
+        wrap(self.head + logical, self.capacity)
     }
 
     /// Where the payload stored in physical slot `index` lies in the storage, with its length checked.
     #[inline]
     fn payload_range(&self, index: u32) -> Result<std::ops::Range<usize>, RingError> {
         let start = index as usize * self.slot_size;
-        let mut len_bytes = [0u8; SLOT_LEN_BYTES];
-        len_bytes.copy_from_slice(&self.storage.as_ref()[start..start + SLOT_LEN_BYTES]);
-        let len = u32::from_le_bytes(len_bytes) as usize;
+        let len = stored_len(&self.storage.as_ref()[start..start + SLOT_LEN_BYTES]);
         if len > self.max_payload() {
             return Err(RingError::Corrupt(format!(
                 "slot {index} claims a {len}-byte message, more than the {}-byte payload",
@@ -124,9 +121,7 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
     /// Writes a message of `n` bytes into physical slot `index` through `fill`. Does not publish it.
     #[inline]
     fn fill_slot(&mut self, index: u32, n: usize, fill: impl FnOnce(&mut [u8])) {
-        let slot = self.slot_mut(index);
-        slot[..SLOT_LEN_BYTES].copy_from_slice(&(n as u32).to_le_bytes());
-        fill(&mut slot[SLOT_LEN_BYTES..SLOT_LEN_BYTES + n]);
+        write_slot(self.slot_mut(index), n, fill);
     }
 
     #[inline]
@@ -184,6 +179,28 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
     pub(crate) fn clear(&mut self) {
         self.len = 0;
     }
+}
+
+/// `i` reduced into `0..capacity`, for an `i` below twice the capacity.
+#[inline]
+pub(crate) fn wrap(i: u32, capacity: u32) -> u32 {
+    if i >= capacity { i - capacity } else { i }
+}
+
+/// The payload length stored at the start of `slot`: untrusted, to be checked against the payload size.
+#[inline]
+pub(crate) fn stored_len(slot: &[u8]) -> usize {
+    let mut len_bytes = [0u8; SLOT_LEN_BYTES];
+    len_bytes.copy_from_slice(&slot[..SLOT_LEN_BYTES]);
+    u32::from_le_bytes(len_bytes) as usize
+}
+
+/// Writes the length of an `n`-byte message into `slot`, then the message itself through `fill`. Requires
+/// `n <= slot.len() - SLOT_LEN_BYTES` (checked by slicing).
+#[inline]
+pub(crate) fn write_slot(slot: &mut [u8], n: usize, fill: impl FnOnce(&mut [u8])) {
+    slot[..SLOT_LEN_BYTES].copy_from_slice(&(n as u32).to_le_bytes());
+    fill(&mut slot[SLOT_LEN_BYTES..SLOT_LEN_BYTES + n]);
 }
 
 #[cfg(test)]

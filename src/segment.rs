@@ -460,6 +460,22 @@ impl Segment {
         unsafe { std::slice::from_raw_parts_mut(self.slots, n) }
     }
 
+    /// Slot `index` (its length word and payload area) as bytes.
+    ///
+    /// # Safety
+    /// `index < capacity`; the caller must hold the segment's lock for as long as the slice lives, and must
+    /// not create another slice of the slot area meanwhile.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn slot_mut(&self, index: u32) -> &mut [u8] {
+        debug_assert!(index < self.capacity);
+        let size = self.slot_size as usize;
+        // SAFETY: the slot area holds capacity * slot_size mapped bytes (validated against the file and the
+        // geometry), so slot `index < capacity` lies inside it; exclusivity is the caller's obligation per
+        // this function's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.slots.add(index as usize * size), size) }
+    }
+
     /// Size, mode and owner of the segment file.
     pub(crate) fn file_info(&self) -> Result<os::FileInfo, Error> {
         os::file_info(&self.fd).map_err(|e| os_err(&self.name, "reading the segment's attributes", e))
