@@ -487,9 +487,10 @@ impl RawDeque {
     /// notice the message microseconds late, and the round trip is what a waiting consumer is measured by.
     /// A wait for room polls every [`ROOM_POLL_PAUSES`] PAUSEs instead: the deque is full, so the consumer
     /// has work queued and nothing is gained by noticing each single free slot at once, while every read of
-    /// the ring word takes the lock's cache line from the consumer (64 B one per call across two cores, copying out,
-    /// medians of five interleaved runs: 3.2 M msg/s polling after every PAUSE, 4.9 M with this pacing).
-    /// While it spins it also waits for [`ROOM_SLACK_MAX`] slack, see [`may_proceed`](Self::may_proceed).
+    /// the ring word takes the lock's cache line from the consumer (64 B one per call across two cores,
+    /// copying out, medians of five interleaved runs: 3.2 M msg/s polling after every PAUSE, 4.9 M with
+    /// this pacing). While it spins it also waits for [`ROOM_SLACK_MAX`] slack, see
+    /// [`may_proceed`](Self::may_proceed).
     ///
     /// After [`SPIN_YIELD_AFTER`] each round also yields the core: the process that would change the
     /// condition may be queued on this very core (the scheduler tends to wake a process next to its waker),
@@ -588,9 +589,9 @@ impl RawDeque {
     /// this order: bumps the sequence word, wakes everyone, sets the count to zero in a new generation. A
     /// live sleeper that registered before is either asleep and woken here, or not yet asleep and finds the
     /// sequence changed, and looks at the deque again under the lock, registering anew if it still has to
-    /// wait; its unregistering from the old generation leaves the new count alone. A kill anywhere in between leaves
-    /// either the old count (nothing lost) or no old-generation sleeper asleep. Skipped if the lock is not
-    /// free within [`LOCK_SPIN`]: the next run of idle wake-ups tries again.
+    /// wait; its unregistering from the old generation leaves the new count alone. A kill anywhere in
+    /// between leaves either the old count (nothing lost) or no old-generation sleeper asleep. Skipped if the
+    /// lock is not free within [`LOCK_SPIN`]: the next run of idle wake-ups tries again.
     #[cold]
     fn forget_sleepers(&self, word: &WaitWord) {
         let Ok(guard) = self.lock_until(Some(Instant::now() + LOCK_SPIN), LOCK_BACKOFF_MAX) else {
