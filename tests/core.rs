@@ -493,6 +493,19 @@ fn typed_values_cross_processes_and_bad_bytes_come_back() {
         other => panic!("expected a decode error, got {other:?}"),
     }
     assert!(t.is_empty());
+
+    // A value whose encoding exceeds the slot comes back with its encoded size, whether or not the
+    // encoding fits the encoder's first buffer; the next small value goes through as usual.
+    let strings = Name::new("typed-big");
+    let s = Builder::new(&*strings).capacity(4).slot_size(32).open::<String>().unwrap();
+    for (text, encoded) in [("x".repeat(40), 41), ("y".repeat(1000), 1003)] {
+        match s.try_push_back(text.clone()) {
+            Err(PushError::TooLarge { value, len, max: 28 }) => assert_eq!((value, len), (text, encoded)),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+    s.try_push_back("small".to_owned()).unwrap();
+    assert_eq!(s.try_pop_front().unwrap(), "small");
 }
 
 #[test]
