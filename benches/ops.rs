@@ -37,7 +37,7 @@ impl Drop for Named {
 fn raw(c: &mut Criterion) {
     let name = Named::new("raw");
     let q = shmdeque::Builder::new(&name.0).capacity(1024).slot_size(128).open_raw().expect("open");
-    let msg = shmdeque::bench::message(1, 64);
+    let msg = shmdeque_synth::make(1, 1, 64);
     let mut g = c.benchmark_group("in_process/raw_64B");
     g.throughput(Throughput::Elements(1));
     g.bench_function("push_back+pop_front (copy out)", |b| {
@@ -73,7 +73,7 @@ fn typed(c: &mut Criterion) {
 fn batch(c: &mut Criterion) {
     let name = Named::new("batch");
     let q = shmdeque::Builder::new(&name.0).capacity(1024).slot_size(128).open_raw().expect("open");
-    let msgs: Vec<Vec<u8>> = (0..64).map(|i| shmdeque::bench::message(i, 64)).collect();
+    let msgs: Vec<Vec<u8>> = (0..64).map(|i| shmdeque_synth::make(1, i, 64)).collect();
     let mut g = c.benchmark_group("in_process/batch_64x64B");
     g.throughput(Throughput::Elements(64));
     g.bench_function("push_back_many+pop_front_many_with", |b| {

@@ -33,7 +33,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod bench;
 mod codec;
 mod deque;
 mod err;
@@ -42,8 +41,6 @@ mod os;
 mod raw;
 mod ring;
 mod segment;
-pub mod synth;
-pub mod tool;
 
 use std::time::Duration;
 

@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, synth};
+use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
+use shmdeque_synth as synth;
 
 const ROLE: &str = "SHMDEQUE_CORE_ROLE";
 const NAME: &str = "SHMDEQUE_CORE_NAME";

@@ -6,7 +6,7 @@
 //! Knobs: `SHMDEQUE_FUZZ_CASES` (cases of the arbitrary-bytes proptest, default 2000),
 //! `SHMDEQUE_FIELD_CASES` (cases of the one-field proptest, default 400).
 
-mod support;
+use shmdeque_testkit as support;
 
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::process::Command;
@@ -501,7 +501,7 @@ fn dead_pid() -> u32 {
 /// with a matching open-or-create and uses it.
 fn check_abandoned(name: &str, pid: u32, capacity: u32, slot_size: u32) {
     // The admin tool lists it with the reason.
-    let out = Command::new(SHMDEQUE).args(["list", "--json"]).output().expect("shmdeque list");
+    let out = Command::new(shmdeque_bin()).args(["list", "--json"]).output().expect("shmdeque list");
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list --json");
     let row = listed.as_array().unwrap().iter().find(|r| r["name"] == name).cloned();
     let row = row.unwrap_or_else(|| panic!("abandoned {name} not listed: {listed}"));
@@ -564,7 +564,7 @@ fn a_creator_killed_while_reserving_memory_leaves_an_abandoned_segment() {
         assert_eq!(read_field(&f, "creator_pid"), kid.pid as u64, "creator killed before recording its pid");
         check_abandoned(&name, kid.pid, capacity, slot_size);
         // And the admin tool removes what was abandoned.
-        let (code, stderr) = run_bin(SHMDEQUE, &["remove".as_ref(), name.as_ref()]);
+        let (code, stderr) = run_bin(shmdeque_bin(), &["remove".as_ref(), name.as_ref()]);
         assert_eq!(code, Some(0), "{stderr}");
         assert!(!name.exists());
         caught += 1;
@@ -756,24 +756,30 @@ fn tempfile_path(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("shmdeque-stderr-{}-{tag}-{n}", std::process::id()))
 }
 
-const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
-const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
-const SHMDEQUE: &str = env!("CARGO_BIN_EXE_shmdeque");
+fn producer_bin() -> &'static str {
+    support::tool("producer")
+}
+fn consumer_bin() -> &'static str {
+    support::tool("consumer")
+}
+fn shmdeque_bin() -> &'static str {
+    support::tool("shmdeque")
+}
 
 /// Every way of using a deque from the command line, on `name`.
 fn every_binary(name: &std::ffi::OsStr) -> Vec<(&'static str, Vec<std::ffi::OsString>)> {
     let n = || name.to_owned();
     let os = |s: &str| std::ffi::OsString::from(s);
     vec![
-        (PRODUCER, vec![os("--name"), n(), os("--count"), os("1"), os("--size"), os("32")]),
+        (producer_bin(), vec![os("--name"), n(), os("--count"), os("1"), os("--size"), os("32")]),
         (
-            CONSUMER,
+            consumer_bin(),
             vec![os("--name"), n(), os("--count"), os("1"), os("--timeout"), os("0.2"), os("--wait"), os("0.2")],
         ),
-        (SHMDEQUE, vec![os("info"), n()]),
-        (SHMDEQUE, vec![os("push"), n(), os("m"), os("--timeout"), os("0.2")]),
-        (SHMDEQUE, vec![os("pop"), n(), os("--timeout"), os("0.2")]),
-        (SHMDEQUE, vec![os("close"), n()]),
+        (shmdeque_bin(), vec![os("info"), n()]),
+        (shmdeque_bin(), vec![os("push"), n(), os("m"), os("--timeout"), os("0.2")]),
+        (shmdeque_bin(), vec![os("pop"), n(), os("--timeout"), os("0.2")]),
+        (shmdeque_bin(), vec![os("close"), n()]),
     ]
 }
 
@@ -783,7 +789,7 @@ fn binaries_refuse(name: &str, phrase: &str, may_take_over: bool) {
     for (program, args) in every_binary(name.as_ref()) {
         let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         let (code, stderr) = run_bin(program, &args);
-        if code == Some(0) && may_take_over && program != SHMDEQUE {
+        if code == Some(0) && may_take_over && program != shmdeque_bin() {
             continue;
         }
         assert!(matches!(code, Some(1 | 2)), "{program} {args:?} on {phrase:?} segment: exit {code:?}, {stderr}");
@@ -820,7 +826,7 @@ fn the_binaries_report_broken_segments_clearly() {
     binaries_refuse(&abandoned, "abandoned", true);
 
     let (code, listed) = {
-        let out = Command::new(SHMDEQUE).args(["list", "--json"]).output().unwrap();
+        let out = Command::new(shmdeque_bin()).args(["list", "--json"]).output().unwrap();
         (out.status.code(), serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("list --json"))
     };
     assert_eq!(code, Some(0));
@@ -835,7 +841,7 @@ fn the_binaries_report_broken_segments_clearly() {
     assert!(r["error"].as_str().is_none_or(|e| e.contains("abandoned")), "{r}");
 
     for n in [&foreign, &truncated, &version, &abandoned] {
-        let (code, stderr) = run_bin(SHMDEQUE, &["remove".as_ref(), n.as_ref()]);
+        let (code, stderr) = run_bin(shmdeque_bin(), &["remove".as_ref(), n.as_ref()]);
         assert_eq!(code, Some(0), "remove {}: {stderr}", &**n);
         assert!(!n.exists());
     }
@@ -854,8 +860,8 @@ fn the_binaries_refuse_bad_names() {
     ];
     for (name, phrase) in bad {
         let mut runs = every_binary(name);
-        runs.push((SHMDEQUE, vec!["create".into(), name.into()]));
-        runs.push((SHMDEQUE, vec!["remove".into(), name.into()]));
+        runs.push((shmdeque_bin(), vec!["create".into(), name.into()]));
+        runs.push((shmdeque_bin(), vec!["remove".into(), name.into()]));
         for (program, args) in runs {
             let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
             let (code, stderr) = run_bin(program, &args);

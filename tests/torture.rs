@@ -19,7 +19,7 @@
 //! (messages per load test, default 1,000,000), `SHMDEQUE_TORTURE_SEED` (repeat a run). The defaults take about
 //! 35 s in a release build and a minute in a debug build on 2 cores; soak runs raise the first two.
 
-mod support;
+use shmdeque_testkit as support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -28,7 +28,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shmdeque::{Builder, CreateMode, PopError, PushError, RawDeque, SharedDeque, synth};
+use shmdeque::{Builder, CreateMode, PopError, PushError, RawDeque, SharedDeque};
+use shmdeque_synth as synth;
 use support::{Kid, Log, Name, Rec, Rng, Scratch, Watchdog, env_usize, wait_until};
 
 const ENTRY: &str = "torture_child";
@@ -804,7 +805,7 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
     assert!((min_recoveries..=max_recoveries).contains(&recoveries));
     // The admin tool reports the same count.
     for d in &m.deques {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmdeque"))
+        let out = std::process::Command::new(support::tool("shmdeque"))
             .args(["info", &d.name, "--json"])
             .output()
             .expect("run shmdeque info");

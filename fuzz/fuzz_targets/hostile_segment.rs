@@ -1,5 +1,5 @@
 //! Arbitrary bytes over a real segment's header and slots, then every kind of operation on it: only values and
-//! typed errors may come back (see `tests/support/hostile_input.rs`, shared with `tests/hostile.rs`).
+//! typed errors may come back (see `testkit/src/hostile_input.rs`, shared with `tests/hostile.rs`).
 //!
 //! ```text
 //! cargo +nightly fuzz run hostile_segment -- -max_total_time=300 -timeout=10
@@ -7,9 +7,7 @@
 
 #![no_main]
 
-#[allow(dead_code)] // the stable tests use more of it than the target does
-#[path = "../../tests/support/hostile_input.rs"]
-mod hostile_input;
+use shmdeque_testkit::hostile_input;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};

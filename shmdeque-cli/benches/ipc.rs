@@ -1,18 +1,18 @@
 //! Cross-process benchmarks: throughput by message size, ping-pong round trips, and the CPU of a blocked
-//! consumer, for every built-in transport of `shmdeque::bench` and for `ipmpsc` (a shared-memory ring with a
+//! consumer, for every built-in transport of `shmdeque_cli::bench` and for `ipmpsc` (a shared-memory ring with a
 //! process-shared mutex and condition variable), which implements the same `Transport` trait here.
 //!
-//! The other side of each run is this executable started again as a child (see `shmdeque::bench`).
+//! The other side of each run is this executable started again as a child (see `shmdeque_cli::bench`).
 //! Throughput and round trips are timed with `iter_custom`: a sample of N iterations is N messages (or
 //! N round trips) between two processes, the child's start-up excluded.
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shmdeque::bench::{
+use shmdeque_cli::bench::{
     self as harness, BUFFER_BYTES, Builtin, Channel, Cleanup, End, Receiver, SIZES, Sender, Transport,
 };
-use shmdeque::with_builtin;
+use shmdeque_cli::with_builtin;
 
 /// ipmpsc: one `SharedRingBuffer` of [`BUFFER_BYTES`] per direction, in a file in /dev/shm; messages are
 /// sent as `serde_bytes` and received zero-copy.

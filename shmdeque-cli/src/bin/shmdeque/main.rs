@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shmdeque::tool::{self, EXIT_CODES_HELP, Failure};
+use shmdeque_cli::tool::{self, EXIT_CODES_HELP, Failure};
 
 const PROGRAM: &str = "shmdeque";
 

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{Builder, CreateMode, RawDeque, synth};
+use shmdeque::{Builder, CreateMode, RawDeque};
+use shmdeque_synth as synth;
 
 /// Environment variable that makes a process started from the benchmark's executable a benchmark child.
 pub const CHILD_ENV: &str = "SHMDEQUE_BENCH_CHILD";
@@ -134,7 +135,7 @@ impl Cleanup {
     fn run(&self) {
         match self {
             Cleanup::Segment(name) => {
-                let _ = crate::remove(name);
+                let _ = shmdeque::remove(name);
             }
             Cleanup::File(path) => {
                 let _ = std::fs::remove_file(path);
@@ -260,7 +261,7 @@ pub struct Shm(pub ShmMode);
 
 /// Deque geometry for messages of `size` bytes: (capacity, slot size).
 pub fn shm_geometry(size: usize) -> (u32, u32) {
-    let slot = (size + crate::SLOT_OVERHEAD).max(8);
+    let slot = (size + shmdeque::SLOT_OVERHEAD).max(8);
     let cap = (BUFFER_BYTES / slot).clamp(16, 1 << 16);
     (cap as u32, slot as u32)
 }

@@ -4,8 +4,8 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
 
-use shmdeque::tool::{self, Failure, Patience};
 use shmdeque::{Builder, CreateMode, PopError};
+use shmdeque_cli::tool::{self, Failure, Patience};
 
 /// Options of `shmdeque pop`.
 #[derive(clap::Args, Debug)]

@@ -16,7 +16,7 @@
 //! at a time so that making and checking messages stays cheap next to the transport being measured.
 //!
 //! ```
-//! use shmdeque::synth;
+//! use shmdeque_synth as synth;
 //! let msg = synth::make(7, 42, 64);
 //! assert_eq!(msg.len(), 64);
 //! assert_eq!(synth::check(&msg), Ok(synth::Stamp { producer: 7, seq: 42 }));

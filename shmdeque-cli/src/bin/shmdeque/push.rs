@@ -4,8 +4,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use shmdeque::tool::{self, Failure, Patience};
 use shmdeque::{Builder, CreateMode, PushError};
+use shmdeque_cli::tool::{self, Failure, Patience};
 
 /// Options of `shmdeque push`.
 #[derive(clap::Args, Debug)]

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shmdeque::synth;
+use shmdeque_cli::synth;
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");

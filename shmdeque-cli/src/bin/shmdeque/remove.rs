@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use shmdeque::tool::{self, Failure};
+use shmdeque_cli::tool::{self, Failure};
 
 /// Options of `shmdeque remove`.
 #[derive(clap::Args, Debug)]

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use shmdeque::synth::{self, Verifier};
-use shmdeque::tool::{self, Failure, Meter, Patience, Progress};
 use shmdeque::{Builder, CreateMode, Error, PopError, RawDeque};
+use shmdeque_cli::synth::{self, Verifier};
+use shmdeque_cli::tool::{self, Failure, Meter, Patience, Progress};
 
 const PROGRAM: &str = "consumer";
 /// At most this many messages are popped under one lock acquisition.

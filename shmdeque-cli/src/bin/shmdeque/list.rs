@@ -1,7 +1,7 @@
 //! `shmdeque list`: every deque segment in /dev/shm, recognized by its magic number.
 
 use shmdeque::Error;
-use shmdeque::tool::Failure;
+use shmdeque_cli::tool::Failure;
 
 /// Options of `shmdeque list`.
 #[derive(clap::Args, Debug)]

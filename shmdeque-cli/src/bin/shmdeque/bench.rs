@@ -3,15 +3,15 @@
 //! Prints a markdown report: throughput by transport and message size (median of several runs after a
 //! warm-up), ping-pong round-trip percentiles, the CPU a blocked consumer burns, and the 64-byte case again
 //! with a third process spinning on a core. With `--out DIR` also writes `bench.csv` and `throughput.svg`.
-//! The transports and the measurement bodies live in the library (`shmdeque::bench`), shared with
+//! The transports and the measurement bodies live in the library (`shmdeque_cli::bench`), shared with
 //! `cargo bench`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmdeque::bench::{self as harness, BUFFER_BYTES, Builtin, SIZES, Spinner};
-use shmdeque::with_builtin;
+use shmdeque_cli::bench::{self as harness, BUFFER_BYTES, Builtin, SIZES, Spinner};
+use shmdeque_cli::with_builtin;
 
 /// Options of `shmdeque bench`.
 #[derive(clap::Args, Debug)]

@@ -2,8 +2,8 @@
 
 use std::ffi::OsString;
 
-use shmdeque::tool::{self, Failure};
 use shmdeque::{Builder, CreateMode};
+use shmdeque_cli::tool::{self, Failure};
 
 /// Options of `shmdeque info`.
 #[derive(clap::Args, Debug)]

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shmdeque::tool::{self, Failure, Meter, Patience, Progress};
-use shmdeque::{Builder, CreateMode, PushError, RawDeque, synth};
+use shmdeque::{Builder, CreateMode, PushError, RawDeque};
+use shmdeque_cli::synth;
+use shmdeque_cli::tool::{self, Failure, Meter, Patience, Progress};
 
 const PROGRAM: &str = "producer";
 /// Standard input is read in blocks of at least this many bytes.

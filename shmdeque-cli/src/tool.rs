@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{Error, PopError};
+use shmdeque::{Error, PopError};
 
 /// The exit codes of the three tools.
 pub mod exit {
@@ -159,7 +159,7 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a non-negative, finite number of seconds"))
 }
 
-/// Checks a deque name given on the command line: UTF-8 and acceptable to [`crate::check_name`].
+/// Checks a deque name given on the command line: UTF-8 and acceptable to [`shmdeque::check_name`].
 ///
 /// # Errors
 /// A usage failure (exit 2) saying what is wrong with the name.
@@ -170,7 +170,7 @@ pub fn deque_name(arg: &OsStr) -> Result<String, Failure> {
             arg.to_string_lossy()
         )));
     };
-    crate::check_name(name)?;
+    shmdeque::check_name(name)?;
     Ok(name.to_owned())
 }
 

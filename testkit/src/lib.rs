@@ -1,4 +1,5 @@
-//! Helpers shared by the torture and hostile suites.
+//! Test support for shmdeque, shared by the library's and the tools' test suites, the benchmark harness and
+//! the fuzz target.
 //!
 //! * [`Name`]: a unique segment name, removed when the test ends however it ends.
 //! * [`Kid`]: this test binary re-executed in a role (see [`ROLE`]), killed and reaped when dropped.
@@ -7,8 +8,6 @@
 //! * [`Log`]: an append-only record file, one `write` per record, through which a child reports what it did,
 //!   so that a SIGKILL between two records loses nothing that the parent's exact checks need.
 //! * [`Rng`]: a small seeded generator, so that a failing run can be repeated from its printed seed.
-
-#![allow(dead_code)] // each suite uses its own subset
 
 pub mod hostile_input;
 
@@ -367,4 +366,20 @@ impl Rng {
     pub fn chance(&mut self, one_in: u64) -> bool {
         self.below(one_in) == 0
     }
+}
+
+/// The path of one of the workspace's tools (`producer`, `consumer`, `shmdeque`) from the same build as the
+/// running test: the test executable lives in `target/PROFILE/deps/`, the tools in `target/PROFILE/`. Cargo
+/// builds them whenever the tools' package is tested too, as `cargo test` from the workspace root does.
+pub fn tool(name: &str) -> &'static str {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("the test executable's directory");
+    let dir = if dir.ends_with("deps") { dir.parent().unwrap_or(dir) } else { dir };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run the tests from the workspace root (`cargo test --release`), which builds the tools",
+        path.display()
+    );
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
 }

@@ -14,9 +14,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use shmdeque::synth::{self, Verifier};
-use shmdeque::tool::{self, Failure, Meter};
 use shmdeque::{Builder, CreateMode};
+use shmdeque_cli::synth::{self, Verifier};
+use shmdeque_cli::tool::{self, Failure, Meter};
 
 /// Seconds either side of the deque run may stall before it gives up (a watchdog, not a time limit).
 const STALL_SECS: &str = "10";
