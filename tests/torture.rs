@@ -461,7 +461,7 @@ impl Matrix {
                 (V_STOP, stop.display().to_string()),
                 (V_ID, id.to_string()),
                 (V_MODE, mode.to_owned()),
-                (V_SEED, self.rng.next().to_string()),
+                (V_SEED, self.rng.next_u64().to_string()),
             ],
         );
         self.meta.push(Meta { log, stop, role, killed: false, label });
@@ -752,7 +752,7 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
             Deq { name, q }
         })
         .collect();
-    let seed = rng.next();
+    let seed = rng.next_u64();
     let mut m = Matrix { scratch: Scratch::new("matrix"), deques, meta: Vec::new(), next_id: 0, rng: Rng::new(seed) };
     let mut kinds = [0usize; 7];
     let (mut min_recoveries, mut max_recoveries) = (0, 0);
@@ -887,7 +887,8 @@ fn load(capacity: u32) {
     let mut consumers: Vec<Kid> = files
         .iter()
         .map(|f| {
-            let envs = [(V_NAME, name.to_string()), (V_LOG, f.display().to_string()), (V_SEED, rng.next().to_string())];
+            let envs =
+                [(V_NAME, name.to_string()), (V_LOG, f.display().to_string()), (V_SEED, rng.next_u64().to_string())];
             Kid::spawn(ENTRY, "load-consumer", &envs)
         })
         .collect();
@@ -897,7 +898,7 @@ fn load(capacity: u32) {
                 (V_NAME, name.to_string()),
                 (V_ID, id.to_string()),
                 (V_COUNT, per.to_string()),
-                (V_SEED, rng.next().to_string()),
+                (V_SEED, rng.next_u64().to_string()),
             ];
             Kid::spawn(ENTRY, "load-producer", &envs)
         })
