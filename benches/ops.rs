@@ -2,7 +2,6 @@
 //! lock, the ring arithmetic and the copies alone.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use serde::{Deserialize, Serialize};
@@ -48,8 +47,8 @@ fn raw(c: &mut Criterion) {
     });
     g.bench_function("push_back_with+pop_front_with (in place)", |b| {
         b.iter(|| {
-            q.push_back_with(64, Some(Duration::ZERO), |s| s.copy_from_slice(black_box(&msg))).expect("push");
-            black_box(q.pop_front_with(Some(Duration::ZERO), |m| m[63]).expect("pop"));
+            q.try_push_back_with(64, |s| s.copy_from_slice(black_box(&msg))).expect("push");
+            black_box(q.try_pop_front_with(|m| m[63]).expect("pop"));
         })
     });
     g.finish();
@@ -80,7 +79,7 @@ fn batch(c: &mut Criterion) {
         b.iter(|| {
             assert_eq!(q.try_push_back_many(black_box(&msgs)).expect("push"), 64);
             let mut sum = 0u64;
-            let n = q.pop_front_many_with(64, Some(Duration::ZERO), |m| sum += m[0] as u64).expect("pop");
+            let n = q.try_pop_front_many_with(64, |m| sum += m[0] as u64).expect("pop");
             black_box((n, sum));
         })
     });

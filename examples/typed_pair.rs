@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shmdeque::{Builder, CreateMode, PopError};
+use shmdeque::{Builder, CreateMode, TypedPopError};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Reading {
@@ -48,7 +48,7 @@ fn consume(name: &str) -> Result<(), Box<dyn std::error::Error>> {
                 sum += r.celsius;
                 per_sensor[r.sensor as usize % 4] += 1;
             }
-            Err(PopError::Closed) => break,
+            Err(TypedPopError::Closed) => break,
             Err(e) => return Err(e.into()),
         }
     }

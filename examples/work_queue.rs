@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
-use shmdeque::{Builder, CreateMode, PopError};
+use shmdeque::{Builder, CreateMode, TypedPopError};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Job {
@@ -58,7 +58,7 @@ fn work(name: &str) -> Result<(), Box<dyn std::error::Error>> {
     loop {
         match q.pop_front() {
             Ok(job) => ids.push_str(&format!("{}\n", job.id)),
-            Err(PopError::Closed) => break,
+            Err(TypedPopError::Closed) => break,
             Err(e) => return Err(e.into()),
         }
     }

@@ -1,23 +1,28 @@
 //! [`SharedDeque<T>`]: typed messages over a [`RawDeque`]. Values are encoded (see `codec`) before the lock
 //! is taken and copied into a slot under it; pops decode straight from the slot while the lock is held, so a
 //! message that does not decode is still removed exactly once and comes back as raw bytes in
-//! [`PopError::Decode`].
+//! [`TypedPopError::Decode`].
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec;
-use crate::err::{Error, PopError, PushError};
-use crate::raw::{End, Producer, RawDeque, RawLockGuard, Wait, wait_for};
+use crate::err::{Error, TypedPopError, TypedPushError};
+use crate::grid::wait_forms;
+use crate::guard::RawLockGuard;
+use crate::raw::{Producer, RawDeque};
+use crate::ring::End;
+use crate::wait::Wait;
 use crate::{Config, Stats};
 
 /// A bounded deque of `T` values in a named shared-memory segment, usable from many threads and processes.
 ///
-/// Built by [`Builder::open`](crate::Builder::open). Operations come in triples: `try_x` returns at once,
-/// `x` blocks, `x_timeout` blocks up to a duration. Every failed push hands the value back.
+/// Built by [`Builder::open`](crate::Builder::open). Push and pop at both ends, one value or many under one
+/// lock acquisition, each in four forms as on [`RawDeque`]: `try_x` returns at once, `x` blocks,
+/// `x_timeout` and `x_deadline` block up to a duration or an instant. Every failed push hands the value
+/// back. In-place operations on the encoded bytes go through [`as_raw`](Self::as_raw).
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
@@ -46,8 +51,8 @@ impl<T> std::fmt::Debug for SharedDeque<T> {
     }
 }
 
-fn decode_popped<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PopError> {
-    codec::decode(bytes).map_err(|reason| PopError::Decode { bytes: bytes.to_vec(), reason })
+fn decode_popped<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, TypedPopError> {
+    codec::decode(bytes).map_err(|reason| TypedPopError::Decode { bytes: bytes.to_vec(), reason })
 }
 
 impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
@@ -60,209 +65,130 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
         &self.raw
     }
 
-    fn push(&self, end: End, value: T, wait: Wait) -> Result<(), PushError<T>> {
+    /// Encodes `value` (outside the lock, into a reused per-thread buffer) and pushes its bytes.
+    fn push(&self, end: End, value: T, wait: Wait) -> Result<(), TypedPushError<T>> {
         let r = codec::with_encoded(&value, |bytes| {
             self.raw.push_with(end, bytes.len(), |slot| slot.copy_from_slice(bytes), wait)
         });
         match r {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.map(|()| value)),
-            Err(reason) => Err(PushError::Encode { value, reason }),
+            Ok(Err(e)) => Err(e.map(|()| value).into()),
+            Err(reason) => Err(TypedPushError::Encode { value, reason }),
         }
     }
 
-    fn pop(&self, end: End, wait: Wait) -> Result<T, PopError> {
+    /// Pops a message and decodes it straight from its slot, under the lock.
+    fn pop(&self, end: End, wait: Wait) -> Result<T, TypedPopError> {
         self.raw.pop_with(end, decode_popped, wait)?
     }
 
-    /// Pushes `value` at the back without waiting.
-    ///
-    /// # Errors
-    /// [`PushError::Full`], [`PushError::Closed`], [`PushError::TooLarge`] (encoded size over
-    /// [`max_message_len`](Self::max_message_len)), [`PushError::Encode`]; each hands `value` back.
-    pub fn try_push_back(&self, value: T) -> Result<(), PushError<T>> {
-        self.push(End::Back, value, Wait::Now)
-    }
-
-    /// Pushes `value` at the back, waiting for room as long as it takes.
-    ///
-    /// # Errors
-    /// As [`try_push_back`](Self::try_push_back), except `Full`.
-    pub fn push_back(&self, value: T) -> Result<(), PushError<T>> {
-        self.push(End::Back, value, Wait::Forever)
-    }
-
-    /// Pushes `value` at the back, waiting for room up to `timeout`.
-    ///
-    /// # Errors
-    /// As [`try_push_back`](Self::try_push_back), with [`PushError::Timeout`] in place of `Full`.
-    pub fn push_back_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push(End::Back, value, Wait::timeout(timeout))
-    }
-
-    /// Pushes `value` at the front without waiting.
-    ///
-    /// # Errors
-    /// As [`try_push_back`](Self::try_push_back).
-    pub fn try_push_front(&self, value: T) -> Result<(), PushError<T>> {
-        self.push(End::Front, value, Wait::Now)
-    }
-
-    /// Pushes `value` at the front, waiting for room as long as it takes.
-    ///
-    /// # Errors
-    /// As [`push_back`](Self::push_back).
-    pub fn push_front(&self, value: T) -> Result<(), PushError<T>> {
-        self.push(End::Front, value, Wait::Forever)
-    }
-
-    /// Pushes `value` at the front, waiting for room up to `timeout`.
-    ///
-    /// # Errors
-    /// As [`push_back_timeout`](Self::push_back_timeout).
-    pub fn push_front_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push(End::Front, value, Wait::timeout(timeout))
-    }
-
-    /// Removes the front value without waiting.
-    ///
-    /// # Errors
-    /// [`PopError::Empty`], [`PopError::Closed`] once closed and drained, [`PopError::Decode`] with the
-    /// message's bytes if it is not a `T` (the message is removed).
-    pub fn try_pop_front(&self) -> Result<T, PopError> {
-        self.pop(End::Front, Wait::Now)
-    }
-
-    /// Removes the front value, waiting for one as long as it takes.
-    ///
-    /// # Errors
-    /// As [`try_pop_front`](Self::try_pop_front), except `Empty`.
-    pub fn pop_front(&self) -> Result<T, PopError> {
-        self.pop(End::Front, Wait::Forever)
-    }
-
-    /// Removes the front value, waiting for one up to `timeout`.
-    ///
-    /// # Errors
-    /// As [`try_pop_front`](Self::try_pop_front), with [`PopError::Timeout`] in place of `Empty`.
-    pub fn pop_front_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop(End::Front, Wait::timeout(timeout))
-    }
-
-    /// Removes the back value without waiting.
-    ///
-    /// # Errors
-    /// As [`try_pop_front`](Self::try_pop_front).
-    pub fn try_pop_back(&self) -> Result<T, PopError> {
-        self.pop(End::Back, Wait::Now)
-    }
-
-    /// Removes the back value, waiting for one as long as it takes.
-    ///
-    /// # Errors
-    /// As [`pop_front`](Self::pop_front).
-    pub fn pop_back(&self) -> Result<T, PopError> {
-        self.pop(End::Back, Wait::Forever)
-    }
-
-    /// Removes the back value, waiting for one up to `timeout`.
-    ///
-    /// # Errors
-    /// As [`pop_front_timeout`](Self::pop_front_timeout).
-    pub fn pop_back_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop(End::Back, Wait::timeout(timeout))
-    }
-
-    fn push_many(&self, end: End, values: &[T], wait: Wait) -> Result<usize, PushError<usize>> {
+    fn push_many(&self, end: End, values: &[T], wait: Wait) -> Result<usize, TypedPushError<usize>> {
         // Encode everything before taking the lock, so the critical section is only copies.
         let mut buf = Vec::new();
         let mut ends = Vec::with_capacity(values.len());
         for v in values {
-            codec::encode_into(v, &mut buf).map_err(|reason| PushError::Encode { value: 0, reason })?;
+            codec::encode_into(v, &mut buf).map_err(|reason| TypedPushError::Encode { value: 0, reason })?;
             ends.push(buf.len());
         }
         let msg = |i: usize| &buf[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
-        self.raw.push_many_with(end, values.len(), msg, wait)
+        Ok(self.raw.push_many_with(end, values.len(), msg, wait)?)
     }
 
-    /// Pushes as many of `values` at the back as there is room for, under one lock acquisition, without
-    /// waiting; returns how many (the rest are still the caller's).
-    ///
-    /// # Errors
-    /// [`PushError::Full`]`(0)` if none fit; [`PushError::TooLarge`] or [`PushError::Encode`] (nothing
-    /// pushed); [`PushError::Closed`]. The value carried is the number pushed before the error.
-    pub fn try_push_back_many(&self, values: &[T]) -> Result<usize, PushError<usize>> {
-        self.push_many(End::Back, values, Wait::Now)
-    }
-
-    /// Pushes all of `values` at the back in order, taking the lock once per stretch of free room.
-    ///
-    /// # Errors
-    /// As [`try_push_back_many`](Self::try_push_back_many), except `Full`.
-    pub fn push_back_many(&self, values: &[T]) -> Result<usize, PushError<usize>> {
-        self.push_many(End::Back, values, Wait::Forever)
-    }
-
-    /// As [`push_back_many`](Self::push_back_many), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// As [`push_back_many`](Self::push_back_many), plus [`PushError::Timeout`] with the count pushed.
-    pub fn push_back_many_timeout(&self, values: &[T], timeout: Duration) -> Result<usize, PushError<usize>> {
-        self.push_many(End::Back, values, Wait::timeout(timeout))
-    }
-
-    /// Pushes `values` one after another at the front (the last ends up frontmost), waiting as `timeout`
-    /// says (`None`: as long as it takes; `Some(Duration::ZERO)`: push what fits now).
-    ///
-    /// # Errors
-    /// As [`push_back_many_timeout`](Self::push_back_many_timeout).
-    pub fn push_front_many(&self, values: &[T], timeout: Option<Duration>) -> Result<usize, PushError<usize>> {
-        self.push_many(End::Front, values, wait_for(timeout))
-    }
-
-    fn pop_many(&self, end: End, max: usize, out: &mut Vec<T>, wait: Wait) -> Result<usize, PopError> {
+    fn pop_many(&self, end: End, max: usize, out: &mut Vec<T>, wait: Wait) -> Result<usize, TypedPopError> {
         self.raw.pop_many_with(end, max, |b| decode_popped(b).map(|v| out.push(v)), wait)
     }
 
-    /// Removes up to `max` values from the front under one lock acquisition, without waiting, appending
-    /// them to `out`; returns how many.
-    ///
-    /// # Errors
-    /// As [`try_pop_front`](Self::try_pop_front). On `Decode`, the values before the bad message are in
-    /// `out` and the batch stops after it.
-    pub fn try_pop_front_many(&self, max: usize, out: &mut Vec<T>) -> Result<usize, PopError> {
-        self.pop_many(End::Front, max, out, Wait::Now)
-    }
+    wait_forms! {
+        /// Pushes `value` at the back, waiting for room as long as it takes.
+        ///
+        /// # Errors
+        /// [`TypedPushError::Closed`], [`TypedPushError::TooLarge`] (encoded size over
+        /// [`max_message_len`](Self::max_message_len)), [`TypedPushError::Encode`],
+        /// [`TypedPushError::Failed`]; each hands `value` back.
+        pub fn [try_push_back, push_back, push_back_timeout, push_back_deadline] []
+            (&self, value: T) [] -> Result<(), TypedPushError<T>>
+            where wait => self.push(End::Back, value, wait);
+            now: "[`TypedPushError::Full`] if there is no room", late: "[`TypedPushError::Timeout`]";
 
-    /// Removes up to `max` values from the front, waiting for at least one.
-    ///
-    /// # Errors
-    /// As [`try_pop_front_many`](Self::try_pop_front_many), except `Empty`.
-    pub fn pop_front_many(&self, max: usize, out: &mut Vec<T>) -> Result<usize, PopError> {
-        self.pop_many(End::Front, max, out, Wait::Forever)
-    }
+        /// Pushes `value` at the front, waiting for room as long as it takes.
+        ///
+        /// # Errors
+        /// As [`push_back`](Self::push_back).
+        pub fn [try_push_front, push_front, push_front_timeout, push_front_deadline] []
+            (&self, value: T) [] -> Result<(), TypedPushError<T>>
+            where wait => self.push(End::Front, value, wait);
+            now: "[`TypedPushError::Full`] if there is no room", late: "[`TypedPushError::Timeout`]";
 
-    /// As [`pop_front_many`](Self::pop_front_many), waiting up to `timeout` for the first value.
-    ///
-    /// # Errors
-    /// As [`pop_front_many`](Self::pop_front_many), plus [`PopError::Timeout`].
-    pub fn pop_front_many_timeout(&self, max: usize, out: &mut Vec<T>, timeout: Duration) -> Result<usize, PopError> {
-        self.pop_many(End::Front, max, out, Wait::timeout(timeout))
-    }
+        /// Pushes all of `values` at the back in order, taking the lock once per stretch of free room and
+        /// waiting for room in between; returns `values.len()`. The `try_` form pushes what fits now (at
+        /// least one) and returns how many; the rest are still the caller's.
+        ///
+        /// # Errors
+        /// [`TypedPushError::TooLarge`] or [`TypedPushError::Encode`] (nothing pushed);
+        /// [`TypedPushError::Closed`], [`TypedPushError::Failed`]. The value carried is the number pushed
+        /// before the error.
+        pub fn [try_push_back_many, push_back_many, push_back_many_timeout, push_back_many_deadline] []
+            (&self, values: &[T]) [] -> Result<usize, TypedPushError<usize>>
+            where wait => self.push_many(End::Back, values, wait);
+            now: "[`TypedPushError::Full`]`(0)` if none fit",
+            late: "[`TypedPushError::Timeout`] with the count pushed";
 
-    /// Removes up to `max` values from the back (back-most first), waiting for the first as `timeout` says.
-    ///
-    /// # Errors
-    /// As [`pop_front_many_timeout`](Self::pop_front_many_timeout).
-    pub fn pop_back_many(&self, max: usize, out: &mut Vec<T>, timeout: Option<Duration>) -> Result<usize, PopError> {
-        self.pop_many(End::Back, max, out, wait_for(timeout))
+        /// Pushes `values` one after another at the front (the last ends up frontmost), waiting for room as
+        /// long as it takes.
+        ///
+        /// # Errors
+        /// As [`push_back_many`](Self::push_back_many).
+        pub fn [try_push_front_many, push_front_many, push_front_many_timeout, push_front_many_deadline] []
+            (&self, values: &[T]) [] -> Result<usize, TypedPushError<usize>>
+            where wait => self.push_many(End::Front, values, wait);
+            now: "[`TypedPushError::Full`]`(0)` if none fit",
+            late: "[`TypedPushError::Timeout`] with the count pushed";
+
+        /// Removes the front value, waiting for one as long as it takes.
+        ///
+        /// # Errors
+        /// [`TypedPopError::Closed`] once closed and drained; [`TypedPopError::Decode`] if the message is not
+        /// a `T` (it is removed, and its bytes are in the error); [`TypedPopError::Failed`].
+        pub fn [try_pop_front, pop_front, pop_front_timeout, pop_front_deadline] []
+            (&self) [] -> Result<T, TypedPopError>
+            where wait => self.pop(End::Front, wait);
+            now: "[`TypedPopError::Empty`] if there is none", late: "[`TypedPopError::Timeout`]";
+
+        /// Removes the back value, waiting for one as long as it takes.
+        ///
+        /// # Errors
+        /// As [`pop_front`](Self::pop_front).
+        pub fn [try_pop_back, pop_back, pop_back_timeout, pop_back_deadline] []
+            (&self) [] -> Result<T, TypedPopError>
+            where wait => self.pop(End::Back, wait);
+            now: "[`TypedPopError::Empty`] if there is none", late: "[`TypedPopError::Timeout`]";
+
+        /// Removes up to `max` values from the front under one lock acquisition, appending them to `out`,
+        /// waiting as long as it takes for the first; returns how many.
+        ///
+        /// # Errors
+        /// As [`pop_front`](Self::pop_front). On `Decode`, the values before the bad message are in `out`
+        /// and the batch stops after it.
+        pub fn [try_pop_front_many, pop_front_many, pop_front_many_timeout, pop_front_many_deadline] []
+            (&self, max: usize, out: &mut Vec<T>) [] -> Result<usize, TypedPopError>
+            where wait => self.pop_many(End::Front, max, out, wait);
+            now: "[`TypedPopError::Empty`] if there is none", late: "[`TypedPopError::Timeout`]";
+
+        /// As [`pop_front_many`](Self::pop_front_many), from the back (back-most first).
+        ///
+        /// # Errors
+        /// As [`pop_front_many`](Self::pop_front_many).
+        pub fn [try_pop_back_many, pop_back_many, pop_back_many_timeout, pop_back_many_deadline] []
+            (&self, max: usize, out: &mut Vec<T>) [] -> Result<usize, TypedPopError>
+            where wait => self.pop_many(End::Back, max, out, wait);
+            now: "[`TypedPopError::Empty`] if there is none", late: "[`TypedPopError::Timeout`]";
     }
 
     /// A copy of the front value, leaving it in place.
     ///
     /// # Errors
-    /// [`PopError::Decode`] if it is not a `T` (it stays in the deque); [`PopError::Failed`].
-    pub fn peek_front(&self) -> Result<Option<T>, PopError> {
+    /// [`TypedPopError::Decode`] if it is not a `T` (it stays in the deque); [`TypedPopError::Failed`].
+    pub fn peek_front(&self) -> Result<Option<T>, TypedPopError> {
         self.lock()?.front()
     }
 
@@ -270,7 +196,7 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
     ///
     /// # Errors
     /// As [`peek_front`](Self::peek_front).
-    pub fn peek_back(&self) -> Result<Option<T>, PopError> {
+    pub fn peek_back(&self) -> Result<Option<T>, TypedPopError> {
         self.lock()?.back()
     }
 
@@ -392,8 +318,8 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     /// A copy of the value at `index` from the front.
     ///
     /// # Errors
-    /// [`PopError::Decode`] if it is not a `T` (it stays in place), [`PopError::Failed`] if corrupted.
-    pub fn get(&self, index: usize) -> Result<Option<T>, PopError> {
+    /// [`TypedPopError::Decode`] if it is not a `T` (it stays in place), [`TypedPopError::Failed`] if corrupted.
+    pub fn get(&self, index: usize) -> Result<Option<T>, TypedPopError> {
         self.raw.get(index)?.map(decode_popped).transpose()
     }
 
@@ -401,7 +327,7 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    pub fn front(&self) -> Result<Option<T>, PopError> {
+    pub fn front(&self) -> Result<Option<T>, TypedPopError> {
         self.get(0)
     }
 
@@ -409,13 +335,13 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     ///
     /// # Errors
     /// As [`get`](Self::get).
-    pub fn back(&self) -> Result<Option<T>, PopError> {
+    pub fn back(&self) -> Result<Option<T>, TypedPopError> {
         // The raw guard validates the ring even when it looks empty, as `front` does.
         self.raw.back()?.map(decode_popped).transpose()
     }
 
     /// Decoded copies of the values front to back, without removing them.
-    pub fn iter(&self) -> impl Iterator<Item = Result<T, PopError>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = Result<T, TypedPopError>> + '_ {
         self.raw.iter().map(|m| decode_popped(m?))
     }
 
@@ -423,7 +349,7 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     ///
     /// # Errors
     /// As [`SharedDeque::try_push_back`].
-    pub fn try_push_back(&mut self, value: T) -> Result<(), PushError<T>> {
+    pub fn try_push_back(&mut self, value: T) -> Result<(), TypedPushError<T>> {
         self.push(End::Back, value)
     }
 
@@ -431,11 +357,11 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     ///
     /// # Errors
     /// As [`SharedDeque::try_push_front`].
-    pub fn try_push_front(&mut self, value: T) -> Result<(), PushError<T>> {
+    pub fn try_push_front(&mut self, value: T) -> Result<(), TypedPushError<T>> {
         self.push(End::Front, value)
     }
 
-    fn push(&mut self, end: End, value: T) -> Result<(), PushError<T>> {
+    fn push(&mut self, end: End, value: T) -> Result<(), TypedPushError<T>> {
         let raw = &mut self.raw;
         let r = codec::with_encoded(&value, |bytes| {
             match end {
@@ -446,8 +372,8 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
         });
         match r {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.map(|()| value)),
-            Err(reason) => Err(PushError::Encode { value, reason }),
+            Ok(Err(e)) => Err(e.map(|()| value).into()),
+            Err(reason) => Err(TypedPushError::Encode { value, reason }),
         }
     }
 
@@ -455,7 +381,7 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     ///
     /// # Errors
     /// As [`SharedDeque::try_pop_front`].
-    pub fn try_pop_front(&mut self) -> Result<T, PopError> {
+    pub fn try_pop_front(&mut self) -> Result<T, TypedPopError> {
         self.raw.pop(End::Front, decode_popped)?
     }
 
@@ -463,7 +389,7 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
     ///
     /// # Errors
     /// As [`SharedDeque::try_pop_back`].
-    pub fn try_pop_back(&mut self) -> Result<T, PopError> {
+    pub fn try_pop_back(&mut self) -> Result<T, TypedPopError> {
         self.raw.pop(End::Back, decode_popped)?
     }
 

@@ -1,13 +1,17 @@
 //! Every error the crate returns.
 //!
-//! There are three families, after crossbeam-channel's split of errors by operation:
+//! The families follow crossbeam-channel's split of errors by operation, and each operation's error type
+//! carries only the variants it can return:
 //!
 //! * [`Error`]: opening, creating, removing and inspecting a deque, and the failures that any operation can
 //!   run into (a corrupted segment, an OS error).
-//! * [`PushError<T>`]: a push that did not happen. It always hands the message back, so nothing the caller
-//!   still owns is lost.
-//! * [`PopError`]: a pop that returned no message. When a message was removed but could not be decoded as the
-//!   requested type, its raw bytes come back in [`PopError::Decode`] rather than being dropped.
+//! * [`PushError<T>`]: a push of bytes ([`RawDeque`](crate::RawDeque)) that did not happen. It always hands
+//!   the message back, so nothing the caller still owns is lost.
+//! * [`PopError`]: a pop of bytes that returned no message.
+//! * [`TypedPushError<T>`] and [`TypedPopError`]: the same for [`SharedDeque<T>`](crate::SharedDeque), plus
+//!   what only typed messages can meet: a value that does not encode, and a message that does not decode as
+//!   `T` (removed all the same, so its raw bytes come back in [`TypedPopError::Decode`] rather than being
+//!   dropped).
 //!
 //! Each variant's documentation says what happened and what the caller can do about it.
 
@@ -172,36 +176,29 @@ pub enum Error {
     },
 }
 
-/// Why a push did not happen. Every variant hands the message back.
+/// Why a push of bytes did not happen. Every variant hands the message back.
 #[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum PushError<T> {
-    /// The deque is full (only from `try_push_*`). Retry later or use a blocking push.
+    /// The deque is full (only from the `try_` forms). Retry later or use a blocking push.
     #[error("the deque is full")]
     Full(T),
-    /// The deque stayed full until the timeout (only from `push_*_timeout`).
+    /// The deque stayed full until the timeout (only from the `_timeout` and `_deadline` forms).
     #[error("timed out waiting for room in the deque")]
     Timeout(T),
     /// The deque is closed; no more messages can be pushed.
     #[error("the deque is closed")]
     Closed(T),
-    /// The encoded message is larger than a slot's payload; the deque is unchanged. Use a deque with a larger
-    /// slot size, or split the message.
+    /// The message is larger than a slot's payload; the deque is unchanged. Use a deque with a larger slot
+    /// size, or split the message.
     #[error("message of {len} bytes is larger than the slot payload of {max} bytes")]
     TooLarge {
         /// The message.
         value: T,
-        /// Its encoded length in bytes.
+        /// Its length in bytes.
         len: usize,
         /// The largest payload a slot holds.
         max: usize,
-    },
-    /// The message could not be serialized.
-    #[error("could not encode the message: {reason}")]
-    Encode {
-        /// The message.
-        value: T,
-        /// What the encoder said.
-        reason: String,
     },
     /// The push failed for a reason that concerns the deque rather than the message.
     #[error("{error}")]
@@ -219,9 +216,7 @@ impl<T> PushError<T> {
     pub fn into_inner(self) -> T {
         match self {
             PushError::Full(v) | PushError::Timeout(v) | PushError::Closed(v) => v,
-            PushError::TooLarge { value, .. } | PushError::Encode { value, .. } | PushError::Failed { value, .. } => {
-                value
-            }
+            PushError::TooLarge { value, .. } | PushError::Failed { value, .. } => value,
         }
     }
 
@@ -247,7 +242,6 @@ impl<T> PushError<T> {
             PushError::Timeout(v) => PushError::Timeout(f(v)),
             PushError::Closed(v) => PushError::Closed(f(v)),
             PushError::TooLarge { value, len, max } => PushError::TooLarge { value: f(value), len, max },
-            PushError::Encode { value, reason } => PushError::Encode { value: f(value), reason },
             PushError::Failed { value, error } => PushError::Failed { value: f(value), error },
         }
     }
@@ -263,35 +257,24 @@ impl<T> fmt::Debug for PushError<T> {
             PushError::TooLarge { len, max, .. } => {
                 f.debug_struct("TooLarge").field("len", len).field("max", max).finish_non_exhaustive()
             }
-            PushError::Encode { reason, .. } => {
-                f.debug_struct("Encode").field("reason", reason).finish_non_exhaustive()
-            }
             PushError::Failed { error, .. } => f.debug_struct("Failed").field("error", error).finish_non_exhaustive(),
         }
     }
 }
 
-/// Why a pop returned no message.
+/// Why a pop of bytes returned no message.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PopError {
-    /// The deque is empty (only from `try_pop_*`). Retry later or use a blocking pop.
+    /// The deque is empty (only from the `try_` forms). Retry later or use a blocking pop.
     #[error("the deque is empty")]
     Empty,
-    /// The deque stayed empty until the timeout (only from `pop_*_timeout`).
+    /// The deque stayed empty until the timeout (only from the `_timeout` and `_deadline` forms).
     #[error("timed out waiting for a message")]
     Timeout,
     /// The deque is closed and every message has been popped.
     #[error("the deque is closed and drained")]
     Closed,
-    /// A message was removed from the deque but is not a valid encoding of the requested type. Its bytes are
-    /// here, so it is not lost.
-    #[error("a message of {} bytes could not be decoded: {reason}", bytes.len())]
-    Decode {
-        /// The message exactly as it was stored.
-        bytes: Vec<u8>,
-        /// What the decoder said.
-        reason: String,
-    },
     /// The pop failed for a reason that concerns the deque itself.
     #[error(transparent)]
     Failed(#[from] Error),
@@ -311,5 +294,175 @@ impl PopError {
     /// True for [`PopError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, PopError::Timeout)
+    }
+}
+
+/// Why a push of a typed value ([`SharedDeque<T>`](crate::SharedDeque)) did not happen: a [`PushError`], or a
+/// value that does not encode. Every variant hands the value back.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum TypedPushError<T> {
+    /// The deque is full (only from the `try_` forms). Retry later or use a blocking push.
+    #[error("the deque is full")]
+    Full(T),
+    /// The deque stayed full until the timeout (only from the `_timeout` and `_deadline` forms).
+    #[error("timed out waiting for room in the deque")]
+    Timeout(T),
+    /// The deque is closed; no more messages can be pushed.
+    #[error("the deque is closed")]
+    Closed(T),
+    /// The encoded value is larger than a slot's payload; the deque is unchanged. Use a deque with a larger
+    /// slot size, or send smaller values.
+    #[error("message of {len} bytes is larger than the slot payload of {max} bytes")]
+    TooLarge {
+        /// The value.
+        value: T,
+        /// Its encoded length in bytes.
+        len: usize,
+        /// The largest payload a slot holds.
+        max: usize,
+    },
+    /// The value could not be serialized.
+    #[error("could not encode the message: {reason}")]
+    Encode {
+        /// The value.
+        value: T,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The push failed for a reason that concerns the deque rather than the value.
+    #[error("{error}")]
+    Failed {
+        /// The value.
+        value: T,
+        /// The underlying error.
+        #[source]
+        error: Error,
+    },
+}
+
+impl<T> TypedPushError<T> {
+    /// Takes the value back out of the error.
+    pub fn into_inner(self) -> T {
+        match self {
+            TypedPushError::Full(v) | TypedPushError::Timeout(v) | TypedPushError::Closed(v) => v,
+            TypedPushError::TooLarge { value, .. }
+            | TypedPushError::Encode { value, .. }
+            | TypedPushError::Failed { value, .. } => value,
+        }
+    }
+
+    /// True for [`TypedPushError::Full`].
+    pub fn is_full(&self) -> bool {
+        matches!(self, TypedPushError::Full(_))
+    }
+
+    /// True for [`TypedPushError::Closed`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TypedPushError::Closed(_))
+    }
+
+    /// True for [`TypedPushError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TypedPushError::Timeout(_))
+    }
+
+    /// Replaces the value carried by the error, keeping the reason.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> TypedPushError<U> {
+        match self {
+            TypedPushError::Full(v) => TypedPushError::Full(f(v)),
+            TypedPushError::Timeout(v) => TypedPushError::Timeout(f(v)),
+            TypedPushError::Closed(v) => TypedPushError::Closed(f(v)),
+            TypedPushError::TooLarge { value, len, max } => TypedPushError::TooLarge { value: f(value), len, max },
+            TypedPushError::Encode { value, reason } => TypedPushError::Encode { value: f(value), reason },
+            TypedPushError::Failed { value, error } => TypedPushError::Failed { value: f(value), error },
+        }
+    }
+}
+
+impl<T> From<PushError<T>> for TypedPushError<T> {
+    fn from(e: PushError<T>) -> Self {
+        match e {
+            PushError::Full(v) => TypedPushError::Full(v),
+            PushError::Timeout(v) => TypedPushError::Timeout(v),
+            PushError::Closed(v) => TypedPushError::Closed(v),
+            PushError::TooLarge { value, len, max } => TypedPushError::TooLarge { value, len, max },
+            PushError::Failed { value, error } => TypedPushError::Failed { value, error },
+        }
+    }
+}
+
+impl<T> fmt::Debug for TypedPushError<T> {
+    // As for `PushError`: the value is left out, so that `T` needs no `Debug` bound.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TypedPushError::Full(_) => f.write_str("Full(..)"),
+            TypedPushError::Timeout(_) => f.write_str("Timeout(..)"),
+            TypedPushError::Closed(_) => f.write_str("Closed(..)"),
+            TypedPushError::TooLarge { len, max, .. } => {
+                f.debug_struct("TooLarge").field("len", len).field("max", max).finish_non_exhaustive()
+            }
+            TypedPushError::Encode { reason, .. } => {
+                f.debug_struct("Encode").field("reason", reason).finish_non_exhaustive()
+            }
+            TypedPushError::Failed { error, .. } => {
+                f.debug_struct("Failed").field("error", error).finish_non_exhaustive()
+            }
+        }
+    }
+}
+
+/// Why a pop of a typed value returned no value: a [`PopError`], or a message that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TypedPopError {
+    /// The deque is empty (only from the `try_` forms). Retry later or use a blocking pop.
+    #[error("the deque is empty")]
+    Empty,
+    /// The deque stayed empty until the timeout (only from the `_timeout` and `_deadline` forms).
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The deque is closed and every message has been popped.
+    #[error("the deque is closed and drained")]
+    Closed,
+    /// A message was removed from the deque but is not a valid encoding of the requested type (a peek leaves
+    /// it in place). Its bytes are here, so it is not lost.
+    #[error("a message of {} bytes could not be decoded: {reason}", bytes.len())]
+    Decode {
+        /// The message exactly as it was stored.
+        bytes: Vec<u8>,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The pop failed for a reason that concerns the deque itself.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+impl TypedPopError {
+    /// True for [`TypedPopError::Closed`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TypedPopError::Closed)
+    }
+
+    /// True for [`TypedPopError::Empty`].
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TypedPopError::Empty)
+    }
+
+    /// True for [`TypedPopError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TypedPopError::Timeout)
+    }
+}
+
+impl From<PopError> for TypedPopError {
+    fn from(e: PopError) -> Self {
+        match e {
+            PopError::Empty => TypedPopError::Empty,
+            PopError::Timeout => TypedPopError::Timeout,
+            PopError::Closed => TypedPopError::Closed,
+            PopError::Failed(e) => TypedPopError::Failed(e),
+        }
     }
 }

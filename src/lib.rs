@@ -9,8 +9,13 @@
 //! * [`RawDeque`]: byte messages, including in-place reads and writes for large messages.
 //! * [`Builder`]: name, capacity, slot size, mode, creation mode, open timeout.
 //!
-//! Operations follow `VecDeque`'s names in crossbeam-channel's triples: `try_push_back` returns at once,
-//! `push_back` blocks, `push_back_timeout` blocks up to a duration.
+//! Operations follow `VecDeque`'s names — push and pop, front and back, one message, many (`_many`) or in
+//! place (`_with`) — each in crossbeam-channel's four forms: `try_push_back` returns at once, `push_back`
+//! blocks, `push_back_timeout` and `push_back_deadline` block up to a duration or an instant. Arguments come
+//! in one order everywhere: the data, then the timeout or deadline, then a closure. See [`RawDeque`] for the
+//! whole grid. Raw operations fail with [`PushError`] and [`PopError`]; typed ones with
+//! [`TypedPushError`] and [`TypedPopError`], which add what only typed values can meet (encoding and
+//! decoding). Every failed push hands the message back.
 //!
 //! ```
 //! # let name = format!("doc-crate-{}", std::process::id());
@@ -27,7 +32,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Linux only: the OS-specific parts (futexes, robust mutexes, /dev/shm) live in one private module.
+//! Linux only: the OS-specific parts (futexes, robust mutexes, /dev/shm) live in one private module. How
+//! the deque works inside is in `docs/DESIGN.md`; what survives which failure, in `docs/GUARANTEES.md`.
 
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -36,17 +42,24 @@
 mod codec;
 mod deque;
 mod err;
+mod grid;
+mod guard;
 mod layout;
+mod lock;
+mod ops;
 mod os;
 mod raw;
 mod ring;
 mod segment;
+mod tuning;
+mod wait;
 
 use std::time::Duration;
 
 pub use deque::{LockGuard, SharedDeque};
-pub use err::{Error, PopError, PushError};
-pub use raw::{Producer, RawDeque, RawLockGuard};
+pub use err::{Error, PopError, PushError, TypedPopError, TypedPushError};
+pub use guard::RawLockGuard;
+pub use raw::{Producer, RawDeque};
 
 /// The segment layout version this build reads and writes.
 pub const LAYOUT_VERSION: u32 = layout::LAYOUT_VERSION;
@@ -59,6 +72,7 @@ pub const SLOT_OVERHEAD: usize = layout::SLOT_LEN_BYTES;
 
 /// What [`Builder::open`] does about an existing or missing segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum CreateMode {
     /// Create a new deque; fail with [`Error::AlreadyExists`] if the name is taken.
     CreateExclusive,

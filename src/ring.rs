@@ -118,59 +118,27 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
         &mut self.storage.as_mut()[start..start + self.slot_size]
     }
 
-    /// Writes a message of `n` bytes into physical slot `index` through `fill`. Does not publish it.
+    /// Adds a message of `n` bytes written by `fill` at `end`. The slot is filled before head and length
+    /// change, so the caller can publish the new state with one store afterwards.
     #[inline]
-    fn fill_slot(&mut self, index: u32, n: usize, fill: impl FnOnce(&mut [u8])) {
-        write_slot(self.slot_mut(index), n, fill);
-    }
-
-    #[inline]
-    fn check_room(&self, n: usize) -> Result<(), RingError> {
+    pub(crate) fn push_with(&mut self, end: End, n: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RingError> {
         if n > self.max_payload() {
             return Err(RingError::TooLarge { len: n, max: self.max_payload() });
         }
-        if self.len == self.capacity {
-            return Err(RingError::Full);
-        }
-        Ok(())
-    }
-
-    /// Appends a message of `n` bytes written by `fill` at the back. The slot is filled before head and
-    /// length change, so the caller can publish the new state with one store afterwards.
-    #[inline]
-    pub(crate) fn push_back_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RingError> {
-        self.check_room(n)?;
-        let index = self.physical(self.len);
-        self.fill_slot(index, n, fill);
+        // `None` only when full: `new` checked head and length.
+        let (index, head) = push_slot(end, self.head, self.len, self.capacity).ok_or(RingError::Full)?;
+        write_slot(self.slot_mut(index), n, fill);
+        self.head = head;
         self.len += 1;
         Ok(())
     }
 
-    /// Prepends a message of `n` bytes written by `fill` at the front.
-    pub(crate) fn push_front_with(&mut self, n: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), RingError> {
-        self.check_room(n)?;
-        let index = if self.head == 0 { self.capacity - 1 } else { self.head - 1 };
-        self.fill_slot(index, n, fill);
-        self.head = index;
-        self.len += 1;
-        Ok(())
-    }
-
-    /// Removes the front message, handing its bytes to `read` before the slot can be reused.
+    /// Removes the message at `end`, handing its bytes to `read` before the slot can be reused.
     #[inline]
-    pub(crate) fn pop_front_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<R, RingError> {
-        let r = read(self.get(0)?);
-        self.head = if self.head + 1 == self.capacity { 0 } else { self.head + 1 };
-        self.len -= 1;
-        Ok(r)
-    }
-
-    /// Removes the back message, handing its bytes to `read` first.
-    pub(crate) fn pop_back_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Result<R, RingError> {
-        if self.len == 0 {
-            return Err(RingError::Empty);
-        }
-        let r = read(self.get(self.len - 1)?);
+    pub(crate) fn pop_with<R>(&mut self, end: End, read: impl FnOnce(&[u8]) -> R) -> Result<R, RingError> {
+        let (index, head) = pop_slot(end, self.head, self.len, self.capacity).ok_or(RingError::Empty)?;
+        let r = read(&self.storage.as_ref()[self.payload_range(index)?]);
+        self.head = head;
         self.len -= 1;
         Ok(r)
     }
@@ -181,15 +149,62 @@ impl<S: AsRef<[u8]> + AsMut<[u8]>> Ring<S> {
     }
 }
 
+/// Which end of the deque an operation works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Front,
+    Back,
+}
+
+/// Where a single push at `end` goes, from a ring word's head and length (untrusted): the physical slot to
+/// fill and the head after the push. `None` if the deque is full or the word is out of range.
+///
+/// Shared by [`Ring::push_with`] and the locked fast path, which does the same arithmetic straight on the
+/// slot area without building a view; the model test below covers both through this function.
+#[inline]
+pub(crate) fn push_slot(end: End, head: u32, len: u32, capacity: u32) -> Option<(u32, u32)> {
+    if head >= capacity || len >= capacity {
+        return None;
+    }
+    Some(match end {
+        // head < capacity and len < capacity, so the sum is below 2 * capacity.
+        End::Back => (wrap(head + len, capacity), head),
+        End::Front => {
+            let index = if head == 0 { capacity - 1 } else { head - 1 };
+            (index, index)
+        }
+    })
+}
+
+/// Where a single pop at `end` reads: the physical slot and the head after the pop. `None` if the deque is
+/// empty or the word is out of range. See [`push_slot`].
+#[inline]
+pub(crate) fn pop_slot(end: End, head: u32, len: u32, capacity: u32) -> Option<(u32, u32)> {
+    if head >= capacity || len == 0 || len > capacity {
+        return None;
+    }
+    Some(match end {
+        End::Front => (head, wrap(head + 1, capacity)),
+        // head < capacity and 0 < len <= capacity, so the sum is below 2 * capacity.
+        End::Back => (wrap(head + len - 1, capacity), head),
+    })
+}
+
 /// `i` reduced into `0..capacity`, for an `i` below twice the capacity.
 #[inline]
-pub(crate) fn wrap(i: u32, capacity: u32) -> u32 {
+fn wrap(i: u32, capacity: u32) -> u32 {
     if i >= capacity { i - capacity } else { i }
+}
+
+/// The message stored in `slot`, if its stored length fits the slot (the length is untrusted).
+#[inline]
+pub(crate) fn payload(slot: &[u8]) -> Option<&[u8]> {
+    slot.get(SLOT_LEN_BYTES..SLOT_LEN_BYTES.saturating_add(stored_len(slot)))
 }
 
 /// The payload length stored at the start of `slot`: untrusted, to be checked against the payload size.
 #[inline]
-pub(crate) fn stored_len(slot: &[u8]) -> usize {
+fn stored_len(slot: &[u8]) -> usize {
     let mut len_bytes = [0u8; SLOT_LEN_BYTES];
     len_bytes.copy_from_slice(&slot[..SLOT_LEN_BYTES]);
     u32::from_le_bytes(len_bytes) as usize
@@ -244,25 +259,25 @@ mod tests {
                 let mut ring = Ring::new(&mut storage[..], slot_size, cap, head, len).unwrap();
                 match op {
                     Op::PushBack(m) | Op::PushFront(m) if m.len() > max => {
-                        let r = ring.push_back_with(m.len(), |b| b.copy_from_slice(&m));
+                        let r = ring.push_with(End::Back, m.len(), |b| b.copy_from_slice(&m));
                         prop_assert_eq!(r, Err(RingError::TooLarge { len: m.len(), max }));
                     }
                     Op::PushBack(m) => {
-                        let r = ring.push_back_with(m.len(), |b| b.copy_from_slice(&m));
+                        let r = ring.push_with(End::Back, m.len(), |b| b.copy_from_slice(&m));
                         if model.len() == cap as usize { prop_assert_eq!(r, Err(RingError::Full)); }
                         else { prop_assert!(r.is_ok()); model.push_back(m); }
                     }
                     Op::PushFront(m) => {
-                        let r = ring.push_front_with(m.len(), |b| b.copy_from_slice(&m));
+                        let r = ring.push_with(End::Front, m.len(), |b| b.copy_from_slice(&m));
                         if model.len() == cap as usize { prop_assert_eq!(r, Err(RingError::Full)); }
                         else { prop_assert!(r.is_ok()); model.push_front(m); }
                     }
                     Op::PopFront => {
-                        let r = ring.pop_front_with(|b| b.to_vec());
+                        let r = ring.pop_with(End::Front, |b| b.to_vec());
                         prop_assert_eq!(r.ok(), model.pop_front());
                     }
                     Op::PopBack => {
-                        let r = ring.pop_back_with(|b| b.to_vec());
+                        let r = ring.pop_with(End::Back, |b| b.to_vec());
                         prop_assert_eq!(r.ok(), model.pop_back());
                     }
                     Op::Get(i) => {
@@ -274,6 +289,51 @@ mod tests {
                 prop_assert!(ring.validate().is_ok());
                 head = ring.head();
                 len = ring.len();
+            }
+        }
+    }
+
+    proptest! {
+        /// The straight-line push and pop of the lock guard use only `push_slot`, `pop_slot`, `write_slot`
+        /// and `payload` on the slot area, with no `Ring` view: the same random operations, through those
+        /// alone, behave as a bounded VecDeque too.
+        #[test]
+        fn fast_path_matches_vecdeque(cap in 1u32..6, ops in proptest::collection::vec(op(), 0..200)) {
+            const SLOT: usize = 24;
+            let mut storage = vec![0u8; cap as usize * SLOT];
+            let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+            let (mut head, mut len) = (0u32, 0u32);
+            let slot = |i: u32| i as usize * SLOT..(i as usize + 1) * SLOT;
+            for op in ops {
+                let back = matches!(op, Op::PushBack(_));
+                match op {
+                    Op::PushBack(m) | Op::PushFront(m) => {
+                        let end = if back { End::Back } else { End::Front };
+                        match push_slot(end, head, len, cap) {
+                            None => prop_assert_eq!(model.len(), cap as usize),
+                            Some((i, new_head)) => {
+                                write_slot(&mut storage[slot(i)], m.len(), |b| b.copy_from_slice(&m));
+                                (head, len) = (new_head, len + 1);
+                                if end == End::Back { model.push_back(m) } else { model.push_front(m) }
+                            }
+                        }
+                    }
+                    Op::PopFront | Op::PopBack => {
+                        let end = if matches!(op, Op::PopFront) { End::Front } else { End::Back };
+                        let expected = if end == End::Front { model.pop_front() } else { model.pop_back() };
+                        match pop_slot(end, head, len, cap) {
+                            None => prop_assert_eq!(expected, None),
+                            Some((i, new_head)) => {
+                                prop_assert_eq!(payload(&storage[slot(i)]).map(<[u8]>::to_vec), expected);
+                                (head, len) = (new_head, len - 1);
+                            }
+                        }
+                    }
+                    Op::Get(_) => {}
+                    Op::Clear => { len = 0; model.clear(); }
+                }
+                prop_assert_eq!(len as usize, model.len());
+                prop_assert!(head < cap);
             }
         }
     }

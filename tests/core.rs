@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
+use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, TypedPopError, TypedPushError};
 use shmdeque_synth as synth;
 
 const ROLE: &str = "SHMDEQUE_CORE_ROLE";
@@ -148,7 +148,7 @@ fn child_entry() {
         }
         "die_mid_push" => {
             let q = open_raw(&name);
-            let _ = q.push_back_with(1000, None, |slot| {
+            let _ = q.push_back_with(1000, |slot| {
                 slot[..500].fill(b'x');
                 signal_ready("writing");
                 thread::sleep(WATCHDOG);
@@ -279,17 +279,17 @@ fn random_operations_at_both_ends_match_vecdeque() {
         state ^= state << 17;
         state
     };
-    let zero = Some(Duration::ZERO);
+    let mut buf = b"left over".to_vec();
     for step in 0..20_000u32 {
         let r = next();
         let msg: Vec<u8> = (0..(r >> 8) as usize % (max + 1)).map(|i| (step as usize + i) as u8).collect();
         let full = model.len() == q.capacity();
-        match r % 8 {
+        match r % 10 {
             0 | 1 => match q.try_push_back(&msg) {
                 Ok(()) => model.push_back(msg.clone()),
                 Err(e) => assert!(full && e.is_full(), "step {step}: {e}"),
             },
-            2 => match q.push_front_with(msg.len(), zero, |s| s.copy_from_slice(&msg)) {
+            2 => match q.try_push_front_with(msg.len(), |s| s.copy_from_slice(&msg)) {
                 Ok(()) => model.push_front(msg.clone()),
                 Err(e) => assert!(full && e.is_full(), "step {step}: {e}"),
             },
@@ -297,12 +297,14 @@ fn random_operations_at_both_ends_match_vecdeque() {
                 Ok(()) => model.push_front(msg.clone()),
                 Err(e) => assert!(full && e.is_full(), "step {step}: {e}"),
             },
-            4 => match q.push_back_with(msg.len(), zero, |s| s.copy_from_slice(&msg)) {
+            4 => match q.try_push_back_with(msg.len(), |s| s.copy_from_slice(&msg)) {
                 Ok(()) => model.push_back(msg.clone()),
                 Err(e) => assert!(full && e.is_full(), "step {step}: {e}"),
             },
             5 => popped(step, q.try_pop_front(), model.pop_front()),
-            6 => popped(step, q.pop_back_with(zero, <[u8]>::to_vec), model.pop_back()),
+            6 => popped(step, q.try_pop_back_with(<[u8]>::to_vec), model.pop_back()),
+            7 => popped(step, q.try_pop_front_into(&mut buf).map(|n| buf[..n].to_vec()), model.pop_front()),
+            8 => popped(step, q.try_pop_back_into(&mut buf).map(|n| buf[..n].to_vec()), model.pop_back()),
             _ => popped(step, q.try_pop_back(), model.pop_back()),
         }
         let g = q.lock().unwrap();
@@ -334,6 +336,53 @@ fn timeouts_on_full_and_empty_hand_the_message_back() {
     }
     assert!(q.try_push_front(b"c").unwrap_err().is_full());
     assert_eq!(q.len(), 2);
+}
+
+/// The `_deadline` and `_into` forms of the grid: a deadline already past still makes its one attempt and
+/// then reports a timeout, a later one waits for another thread's push, a duration too long for the clock
+/// means "as long as it takes", and a pop into the caller's buffer leaves it alone on every error.
+#[test]
+fn deadline_and_into_forms_of_the_grid() {
+    let name = Name::new("grid");
+    let q = Builder::new(&*name).capacity(2).slot_size(16).open_raw().unwrap();
+    let past = Instant::now();
+    let mut buf = b"keep".to_vec();
+    assert!(q.pop_front_deadline(past).unwrap_err().is_timeout());
+    assert!(q.pop_back_into_deadline(&mut buf, past).unwrap_err().is_timeout());
+    assert!(q.try_pop_front_into(&mut buf).unwrap_err().is_empty());
+    assert!(q.pop_front_many_with_deadline(4, past, |_| panic!("nothing to read")).unwrap_err().is_timeout());
+    assert_eq!(buf, b"keep");
+
+    q.push_back_deadline(b"a", past).unwrap();
+    q.push_front_with_deadline(1, past, |slot| slot[0] = b'z').unwrap();
+    match q.push_back_many_deadline(&["x"], past) {
+        Err(PushError::Timeout(0)) => {}
+        other => panic!("expected a timeout with nothing pushed, got {other:?}"),
+    }
+    assert_eq!(q.pop_front_into_timeout(&mut buf, Duration::MAX).unwrap(), 1);
+    assert_eq!(buf, b"z");
+    assert_eq!(q.pop_back_with_deadline(past, <[u8]>::to_vec).unwrap(), b"a");
+
+    thread::scope(|s| {
+        s.spawn(|| {
+            thread::sleep(Duration::from_millis(20));
+            q.push_back_many_timeout(&["late", "later"], WATCHDOG).unwrap();
+        });
+        let mut out = Vec::new();
+        let n = q.pop_front_many_deadline(2, &mut out, Instant::now() + WATCHDOG).unwrap();
+        assert!(n >= 1 && out[0] == b"late", "{out:?}");
+    });
+
+    let typed = Name::new("grid-typed");
+    let t = Builder::new(&*typed).capacity(2).slot_size(16).open::<u32>().unwrap();
+    t.push_back_deadline(7, past).unwrap();
+    match t.push_front_many_deadline(&[5, 6], past) {
+        Err(TypedPushError::Timeout(1)) => {}
+        other => panic!("expected a timeout after one value, got {other:?}"),
+    }
+    assert_eq!(t.pop_back_deadline(Instant::now() + WATCHDOG).unwrap(), 7);
+    assert_eq!(t.pop_front_deadline(past).unwrap(), 5);
+    assert!(t.pop_front_deadline(past).unwrap_err().is_timeout());
 }
 
 #[test]
@@ -478,7 +527,7 @@ fn typed_values_cross_processes_and_bad_bytes_come_back() {
     loop {
         match q.pop_front_many_timeout(32, &mut got, WATCHDOG) {
             Ok(_) => {}
-            Err(PopError::Closed) => break,
+            Err(TypedPopError::Closed) => break,
             Err(e) => panic!("{e}"),
         }
     }
@@ -490,7 +539,7 @@ fn typed_values_cross_processes_and_bad_bytes_come_back() {
     let t = Builder::new(&*other).capacity(4).slot_size(64).open::<Job>().unwrap();
     t.as_raw().push_back(&[0xff, 0xff, 0xff]).unwrap();
     match t.pop_front() {
-        Err(PopError::Decode { bytes, .. }) => assert_eq!(bytes, [0xff, 0xff, 0xff]),
+        Err(TypedPopError::Decode { bytes, .. }) => assert_eq!(bytes, [0xff, 0xff, 0xff]),
         other => panic!("expected a decode error, got {other:?}"),
     }
     assert!(t.is_empty());
@@ -501,7 +550,7 @@ fn typed_values_cross_processes_and_bad_bytes_come_back() {
     let s = Builder::new(&*strings).capacity(4).slot_size(32).open::<String>().unwrap();
     for (text, encoded) in [("x".repeat(40), 41), ("y".repeat(1000), 1003)] {
         match s.try_push_back(text.clone()) {
-            Err(PushError::TooLarge { value, len, max: 28 }) => assert_eq!((value, len), (text, encoded)),
+            Err(TypedPushError::TooLarge { value, len, max: 28 }) => assert_eq!((value, len), (text, encoded)),
             other => panic!("expected TooLarge, got {other:?}"),
         }
     }

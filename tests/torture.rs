@@ -28,7 +28,7 @@ use std::thread;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use shmdeque::{Builder, CreateMode, PopError, PushError, RawDeque, SharedDeque};
+use shmdeque::{Builder, CreateMode, PopError, PushError, RawDeque, SharedDeque, TypedPopError};
 use shmdeque_synth as synth;
 use support::{Kid, Log, Name, Rec, Rng, Scratch, Watchdog, env_usize, wait_until};
 
@@ -200,8 +200,11 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
                 hold_until(stop);
                 slot.copy_from_slice(m);
             };
-            let r =
-                if back { q.push_back_with(SIZE, Some(TICK), fill) } else { q.push_front_with(SIZE, Some(TICK), fill) };
+            let r = if back {
+                q.push_back_with_timeout(SIZE, TICK, fill)
+            } else {
+                q.push_front_with_timeout(SIZE, TICK, fill)
+            };
             match r {
                 Ok(()) => return ok(m),
                 Err(PushError::Timeout(())) => {}
@@ -266,7 +269,7 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
             }
             4 => {
                 let msgs = next(k);
-                batch(q.push_front_many(&msgs, Some(TICK)), &msgs);
+                batch(q.push_front_many_timeout(&msgs, TICK), &msgs);
             }
             5 => {
                 let msgs = next(k);
@@ -293,7 +296,7 @@ fn producer(q: &RawDeque, id: u32, mode: &str, stop: &std::path::Path, rng: &mut
             }
             _ => {
                 let msgs = next(k);
-                batch(q.push_front_many(&msgs, None), &msgs);
+                batch(q.push_front_many(&msgs), &msgs);
             }
         }
     }
@@ -334,7 +337,7 @@ fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &m
                 hold_until(stop);
                 m.to_vec()
             };
-            let r = if back { q.pop_back_with(Some(TICK), read) } else { q.pop_front_with(Some(TICK), read) };
+            let r = if back { q.pop_back_with_timeout(TICK, read) } else { q.pop_front_with_timeout(TICK, read) };
             match r {
                 Ok(m) => return commit(&m),
                 Err(PopError::Timeout) => {}
@@ -358,36 +361,46 @@ fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &m
             other => panic!("unknown consumer mode {other}"),
         };
         let k = 1 + rng.below(if mode == "batch" { 3 * cap } else { cap + 1 }) as usize;
-        let wait = if mode == "drain" { Duration::ZERO } else { TICK };
         log().rec(POP_OP, op, 0);
-        let single = |r: Result<Vec<u8>, PopError>| match r {
+        let single = |r: Result<Vec<u8>, TypedPopError>| match r {
             Ok(m) => commit(&m),
-            Err(PopError::Timeout | PopError::Empty) => {}
+            Err(TypedPopError::Timeout | TypedPopError::Empty) => {}
             Err(e) => panic!("pop: {e:?}"),
         };
         let mut out = Vec::new();
-        let many = |r: Result<usize, PopError>, out: &[Logged]| match r {
+        let many = |r: Result<usize, TypedPopError>, out: &[Logged]| match r {
             Ok(n) => {
                 assert_eq!(n, out.len());
                 out.iter().for_each(|m| commit(&m.0));
             }
-            Err(PopError::Timeout | PopError::Empty) => assert!(out.is_empty()),
+            Err(TypedPopError::Timeout | TypedPopError::Empty) => assert!(out.is_empty()),
             Err(e) => panic!("batch pop: {e:?}"),
         };
         match op {
-            0 => single(q.pop_front_with(Some(TICK), |m| {
-                intent(m);
-                m.to_vec()
-            })),
-            1 => single(q.pop_back_with(Some(TICK), |m| {
-                intent(m);
-                m.to_vec()
-            })),
+            0 => single(
+                q.pop_front_with_timeout(TICK, |m| {
+                    intent(m);
+                    m.to_vec()
+                })
+                .map_err(Into::into),
+            ),
+            1 => single(
+                q.pop_back_with_timeout(TICK, |m| {
+                    intent(m);
+                    m.to_vec()
+                })
+                .map_err(Into::into),
+            ),
             2 => single(t.pop_front_timeout(TICK).map(|m| m.0)),
-            3 => many(t.pop_front_many_timeout(k, &mut out, wait), &out),
+            3 => many(t.pop_front_many_timeout(k, &mut out, TICK), &out),
             4 => {
-                let r = t.pop_back_many(k, &mut out, Some(wait));
-                let empty = matches!(r, Err(PopError::Empty));
+                // Draining must not wait: it ends at the first empty deque.
+                let r = if mode == "drain" {
+                    t.try_pop_back_many(k, &mut out)
+                } else {
+                    t.pop_back_many_timeout(k, &mut out, TICK)
+                };
+                let empty = matches!(r, Err(TypedPopError::Empty));
                 many(r, &out);
                 if mode == "drain" && empty {
                     return;
@@ -396,13 +409,16 @@ fn consumer(t: &SharedDeque<Logged>, mode: &str, stop: &std::path::Path, rng: &m
             5 => many(t.try_pop_front_many(k, &mut out), &out),
             6 => single(t.pop_back_timeout(TICK).map(|m| m.0)),
             7 => drop(under_guard(k, rng.chance(2))),
-            8 => single(q.pop_front_with(None, |m| {
-                intent(m);
-                m.to_vec()
-            })),
+            8 => single(
+                q.pop_front_with(|m| {
+                    intent(m);
+                    m.to_vec()
+                })
+                .map_err(Into::into),
+            ),
             9 => single(t.pop_back().map(|m| m.0)),
             10 => many(t.pop_front_many(k, &mut out), &out),
-            _ => many(t.pop_back_many(k, &mut out, None), &out),
+            _ => many(t.pop_back_many(k, &mut out), &out),
         }
     }
 }
@@ -830,9 +846,9 @@ fn load_producer(name: &str, id: u32, rng: &mut Rng) {
         let pushed = match rng.below(5) {
             0 => q.push_back(&msgs[0]).map_or_else(|e| fail(&e), |()| 1),
             1 => q.push_front(&msgs[0]).map_or_else(|e| fail(&e), |()| 1),
-            2 => q.push_back_with(SIZE, None, |slot| synth::fill(slot, id, seq)).map_or_else(|e| fail(&e), |()| 1),
+            2 => q.push_back_with(SIZE, |slot| synth::fill(slot, id, seq)).map_or_else(|e| fail(&e), |()| 1),
             3 => q.push_back_many(&msgs).unwrap_or_else(|e| fail(&e)),
-            _ => q.push_front_many(&msgs, None).unwrap_or_else(|e| fail(&e)),
+            _ => q.push_front_many(&msgs).unwrap_or_else(|e| fail(&e)),
         };
         seq += pushed as u64;
     }
@@ -856,8 +872,8 @@ fn load_consumer(name: &str, out: &std::path::Path, rng: &mut Rng) {
             0 => q.pop_front().map(|m| out.push(m)),
             1 => q.pop_back().map(|m| out.push(m)),
             2 => q.pop_front_many(k, &mut out).map(drop),
-            3 => q.pop_back_many(k, &mut out, None).map(drop),
-            _ => q.pop_front_many_with(k, None, &mut take).map(drop),
+            3 => q.pop_back_many(k, &mut out).map(drop),
+            _ => q.pop_front_many_with(k, &mut take).map(drop),
         };
         out.iter().for_each(|m| take(m));
         match r {

@@ -293,7 +293,7 @@ impl Sender for ShmTx {
     fn send(&mut self, msg: &[u8]) -> Result<(), String> {
         match self.mode {
             ShmMode::InPlace => {
-                self.q.push_back_with(msg.len(), None, |slot| slot.copy_from_slice(msg)).map_err(|e| e.to_string())
+                self.q.push_back_with(msg.len(), |slot| slot.copy_from_slice(msg)).map_err(|e| e.to_string())
             }
             _ => self.q.push_back(msg).map_err(|e| e.to_string()),
         }
@@ -316,7 +316,7 @@ impl Receiver for ShmRx {
                 let m = self.q.pop_front().map_err(|e| e.to_string())?;
                 check(&m)
             }
-            _ => self.q.pop_front_with(None, check).map_err(|e| e.to_string())?,
+            _ => self.q.pop_front_with(check).map_err(|e| e.to_string())?,
         }
     }
 
@@ -327,7 +327,7 @@ impl Receiver for ShmRx {
         let mut first_err = None;
         let n = self
             .q
-            .pop_front_many_with(max, None, |m| {
+            .pop_front_many_with(max, |m| {
                 if let Err(e) = check(m) {
                     first_err.get_or_insert(e);
                 }

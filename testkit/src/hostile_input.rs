@@ -18,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Duration;
 
-use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque};
+use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, TypedPopError};
 
 /// Where the pthread mutex lies in a layout-version-4 header (`tests/hostile.rs` checks this and [`FIELDS`]
 /// against a live segment).
@@ -262,7 +262,7 @@ pub fn run(name: &str, data: &[u8]) {
             10 => match Builder::new(name).create_mode(CreateMode::Open).open_timeout(TICK).open::<(u32, String)>() {
                 Ok(t) => match t.try_pop_front() {
                     Ok(_) => {}
-                    Err(PopError::Failed(e)) => check_error(&e),
+                    Err(TypedPopError::Failed(e)) => check_error(&e),
                     Err(e) => {
                         let _ = e.to_string();
                     }
@@ -278,7 +278,7 @@ pub fn run(name: &str, data: &[u8]) {
                     11 => check_push(q.try_push_back(&msg)),
                     12 => check_push(q.try_push_front(&msg)),
                     13 => check_push(q.push_back_timeout(&msg, TICK)),
-                    14 => check_push(q.push_front_many(&vec![&msg[..]; k], Some(Duration::ZERO))),
+                    14 => check_push(q.try_push_front_many(&vec![&msg[..]; k])),
                     15 => check_push(q.try_push_back_many(&vec![&msg[..]; k])),
                     16 => check_pop(q, q.try_pop_front()),
                     17 => check_pop(q, q.try_pop_back()),
@@ -288,7 +288,7 @@ pub fn run(name: &str, data: &[u8]) {
                         check_count(q.try_pop_front_many(k, &mut out), k);
                         out.iter().for_each(|m| check_msg(q, m));
                         let mut out = Vec::new();
-                        check_count(q.pop_back_many(k, &mut out, Some(TICK)), k);
+                        check_count(q.pop_back_many_timeout(k, &mut out, TICK), k);
                         out.iter().for_each(|m| check_msg(q, m));
                     }
                     20 => {

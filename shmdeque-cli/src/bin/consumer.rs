@@ -219,13 +219,14 @@ impl<W: Write> Consumer<'_, W> {
         }
     }
 
+    /// Pops up to `want` messages into `batch`: without waiting (`None`) or up to `wait`.
     fn pop(&self, want: usize, batch: &mut Batch, wait: Option<Duration>) -> Result<usize, PopError> {
-        // `Some(ZERO)` is the library's "do not wait".
-        let wait = Some(wait.unwrap_or(Duration::ZERO));
-        if self.args.back {
-            self.q.pop_back_many_with(want, wait, |m| batch.push(m))
-        } else {
-            self.q.pop_front_many_with(want, wait, |m| batch.push(m))
+        let read = |m: &[u8]| batch.push(m);
+        match (self.args.back, wait) {
+            (false, None) => self.q.try_pop_front_many_with(want, read),
+            (false, Some(t)) => self.q.pop_front_many_with_timeout(want, t, read),
+            (true, None) => self.q.try_pop_back_many_with(want, read),
+            (true, Some(t)) => self.q.pop_back_many_with_timeout(want, t, read),
         }
     }
 

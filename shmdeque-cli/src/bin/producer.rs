@@ -144,7 +144,7 @@ impl<'q> Pusher<'q> {
             };
             let rest = &msgs[done..];
             let r = if self.front {
-                self.q.push_front_many(rest, Some(slice))
+                self.q.push_front_many_timeout(rest, slice)
             } else {
                 self.q.push_back_many_timeout(rest, slice)
             };
