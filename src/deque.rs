@@ -24,6 +24,8 @@ use crate::{Config, Stats};
 /// `x_timeout` and `x_deadline` block up to a duration or an instant. Every failed push hands the value
 /// back. In-place operations on the encoded bytes go through [`as_raw`](Self::as_raw).
 ///
+/// # Examples
+///
 /// ```
 /// use serde::{Deserialize, Serialize};
 ///
@@ -101,6 +103,19 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
     wait_forms! {
         /// Pushes `value` at the back, waiting for room as long as it takes.
         ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let name = format!("doc-tpush-{}", std::process::id());
+        /// let q = shmdeque::Builder::new(&name).capacity(1).slot_size(64).open::<String>()?;
+        /// q.push_back("first".to_owned())?;
+        /// let e = q.try_push_back("second".to_owned()).unwrap_err();
+        /// assert!(e.is_full());
+        /// assert_eq!(e.into_inner(), "second"); // the value comes back
+        /// # shmdeque::remove(&name)?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
         /// # Errors
         /// [`TypedPushError::Closed`], [`TypedPushError::TooLarge`] (encoded size over
         /// [`max_message_len`](Self::max_message_len)), [`TypedPushError::Encode`],
@@ -145,6 +160,24 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
             late: "[`TypedPushError::Timeout`] with the count pushed";
 
         /// Removes the front value, waiting for one as long as it takes.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use shmdeque::TypedPopError;
+        /// # let name = format!("doc-tpop-{}", std::process::id());
+        /// let q = shmdeque::Builder::new(&name).capacity(4).slot_size(64).open::<(u32, String)>()?;
+        /// q.push_back((1, "one".into()))?;
+        /// assert_eq!(q.pop_front()?, (1, "one".to_owned()));
+        /// // Bytes that are not a (u32, String) are removed once and handed back.
+        /// q.as_raw().push_back(&[0xff])?;
+        /// match q.try_pop_front() {
+        ///     Err(TypedPopError::Decode { bytes, .. }) => assert_eq!(bytes, [0xff]),
+        ///     other => panic!("{other:?}"),
+        /// }
+        /// # shmdeque::remove(&name)?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
         ///
         /// # Errors
         /// [`TypedPopError::Closed`] once closed and drained; [`TypedPopError::Decode`] if the message is not
@@ -282,6 +315,8 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
 }
 
 /// The lock of a [`SharedDeque`], held; typed counterpart of [`RawLockGuard`].
+///
+/// # Examples
 ///
 /// ```
 /// # let name = format!("doc-tguard-{}", std::process::id());

@@ -19,6 +19,58 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+/// The methods and the `Debug` of an error that carries the pushed value in every variant: `$plain` variants
+/// hold it alone, `$named` ones in a `value` field next to the listed fields. Written once for
+/// [`PushError`] and [`TypedPushError`], so that the two cannot drift.
+macro_rules! value_carrying {
+    ($ty:ident, [$($plain:ident),*], [$($named:ident { $($field:ident),* }),*]) => {
+        impl<T> $ty<T> {
+            /// Takes the message back out of the error.
+            pub fn into_inner(self) -> T {
+                match self {
+                    $($ty::$plain(value) => value,)*
+                    $($ty::$named { value, .. } => value,)*
+                }
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::Full`].")]
+            pub fn is_full(&self) -> bool {
+                matches!(self, $ty::Full(_))
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::Closed`].")]
+            pub fn is_closed(&self) -> bool {
+                matches!(self, $ty::Closed(_))
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::Timeout`].")]
+            pub fn is_timeout(&self) -> bool {
+                matches!(self, $ty::Timeout(_))
+            }
+
+            /// Replaces the message carried by the error, keeping the reason.
+            pub fn map<U>(self, f: impl FnOnce(T) -> U) -> $ty<U> {
+                match self {
+                    $($ty::$plain(value) => $ty::$plain(f(value)),)*
+                    $($ty::$named { value, $($field),* } => $ty::$named { value: f(value), $($field),* },)*
+                }
+            }
+        }
+
+        // The message itself is left out so that `T` needs no `Debug` bound and `unwrap()` works on any push.
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($ty::$plain(_) => f.write_str(concat!(stringify!($plain), "(..)")),)*
+                    $($ty::$named { $($field,)* .. } => {
+                        f.debug_struct(stringify!($named)) $(.field(stringify!($field), $field))* .finish_non_exhaustive()
+                    })*
+                }
+            }
+        }
+    };
+}
+
 /// Errors from opening, creating, removing or inspecting a deque, and failures shared by all operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -211,56 +263,7 @@ pub enum PushError<T> {
     },
 }
 
-impl<T> PushError<T> {
-    /// Takes the message back out of the error.
-    pub fn into_inner(self) -> T {
-        match self {
-            PushError::Full(v) | PushError::Timeout(v) | PushError::Closed(v) => v,
-            PushError::TooLarge { value, .. } | PushError::Failed { value, .. } => value,
-        }
-    }
-
-    /// True for [`PushError::Full`].
-    pub fn is_full(&self) -> bool {
-        matches!(self, PushError::Full(_))
-    }
-
-    /// True for [`PushError::Closed`].
-    pub fn is_closed(&self) -> bool {
-        matches!(self, PushError::Closed(_))
-    }
-
-    /// True for [`PushError::Timeout`].
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, PushError::Timeout(_))
-    }
-
-    /// Replaces the message carried by the error, keeping the reason.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> PushError<U> {
-        match self {
-            PushError::Full(v) => PushError::Full(f(v)),
-            PushError::Timeout(v) => PushError::Timeout(f(v)),
-            PushError::Closed(v) => PushError::Closed(f(v)),
-            PushError::TooLarge { value, len, max } => PushError::TooLarge { value: f(value), len, max },
-            PushError::Failed { value, error } => PushError::Failed { value: f(value), error },
-        }
-    }
-}
-
-impl<T> fmt::Debug for PushError<T> {
-    // The message itself is left out so that `T` needs no `Debug` bound and `unwrap()` works on any push.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PushError::Full(_) => f.write_str("Full(..)"),
-            PushError::Timeout(_) => f.write_str("Timeout(..)"),
-            PushError::Closed(_) => f.write_str("Closed(..)"),
-            PushError::TooLarge { len, max, .. } => {
-                f.debug_struct("TooLarge").field("len", len).field("max", max).finish_non_exhaustive()
-            }
-            PushError::Failed { error, .. } => f.debug_struct("Failed").field("error", error).finish_non_exhaustive(),
-        }
-    }
-}
+value_carrying!(PushError, [Full, Timeout, Closed], [TooLarge { len, max }, Failed { error }]);
 
 /// Why a pop of bytes returned no message.
 #[derive(Debug, thiserror::Error)]
@@ -341,44 +344,7 @@ pub enum TypedPushError<T> {
     },
 }
 
-impl<T> TypedPushError<T> {
-    /// Takes the value back out of the error.
-    pub fn into_inner(self) -> T {
-        match self {
-            TypedPushError::Full(v) | TypedPushError::Timeout(v) | TypedPushError::Closed(v) => v,
-            TypedPushError::TooLarge { value, .. }
-            | TypedPushError::Encode { value, .. }
-            | TypedPushError::Failed { value, .. } => value,
-        }
-    }
-
-    /// True for [`TypedPushError::Full`].
-    pub fn is_full(&self) -> bool {
-        matches!(self, TypedPushError::Full(_))
-    }
-
-    /// True for [`TypedPushError::Closed`].
-    pub fn is_closed(&self) -> bool {
-        matches!(self, TypedPushError::Closed(_))
-    }
-
-    /// True for [`TypedPushError::Timeout`].
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, TypedPushError::Timeout(_))
-    }
-
-    /// Replaces the value carried by the error, keeping the reason.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> TypedPushError<U> {
-        match self {
-            TypedPushError::Full(v) => TypedPushError::Full(f(v)),
-            TypedPushError::Timeout(v) => TypedPushError::Timeout(f(v)),
-            TypedPushError::Closed(v) => TypedPushError::Closed(f(v)),
-            TypedPushError::TooLarge { value, len, max } => TypedPushError::TooLarge { value: f(value), len, max },
-            TypedPushError::Encode { value, reason } => TypedPushError::Encode { value: f(value), reason },
-            TypedPushError::Failed { value, error } => TypedPushError::Failed { value: f(value), error },
-        }
-    }
-}
+value_carrying!(TypedPushError, [Full, Timeout, Closed], [TooLarge { len, max }, Encode { reason }, Failed { error }]);
 
 impl<T> From<PushError<T>> for TypedPushError<T> {
     fn from(e: PushError<T>) -> Self {
@@ -388,26 +354,6 @@ impl<T> From<PushError<T>> for TypedPushError<T> {
             PushError::Closed(v) => TypedPushError::Closed(v),
             PushError::TooLarge { value, len, max } => TypedPushError::TooLarge { value, len, max },
             PushError::Failed { value, error } => TypedPushError::Failed { value, error },
-        }
-    }
-}
-
-impl<T> fmt::Debug for TypedPushError<T> {
-    // As for `PushError`: the value is left out, so that `T` needs no `Debug` bound.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TypedPushError::Full(_) => f.write_str("Full(..)"),
-            TypedPushError::Timeout(_) => f.write_str("Timeout(..)"),
-            TypedPushError::Closed(_) => f.write_str("Closed(..)"),
-            TypedPushError::TooLarge { len, max, .. } => {
-                f.debug_struct("TooLarge").field("len", len).field("max", max).finish_non_exhaustive()
-            }
-            TypedPushError::Encode { reason, .. } => {
-                f.debug_struct("Encode").field("reason", reason).finish_non_exhaustive()
-            }
-            TypedPushError::Failed { error, .. } => {
-                f.debug_struct("Failed").field("error", error).finish_non_exhaustive()
-            }
         }
     }
 }

@@ -14,7 +14,7 @@
 ///     /// Docs of the blocking form.
 ///     pub fn [try_x, x, x_timeout, x_deadline] [generics] (&self, data: T) [, closure: F] -> Ret
 ///         where wait => body using `wait`;
-///         empty: "[`PopError::Empty`]", timed_out: "[`PopError::Timeout`]";
+///         now: "what `try_x` returns instead of waiting", late: "what the timed forms return at the end";
 /// }
 /// ```
 macro_rules! wait_forms {

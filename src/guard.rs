@@ -30,6 +30,8 @@ pub(crate) fn last_ring() -> (usize, u64) {
 ///
 /// The guard is not `Send`: a pthread mutex must be unlocked by the thread that locked it.
 ///
+/// # Examples
+///
 /// ```
 /// # let name = format!("doc-guard-{}", std::process::id());
 /// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(32).open_raw()?;

@@ -99,6 +99,8 @@ pub(crate) struct Config {
 
 /// Configures and opens a deque.
 ///
+/// # Examples
+///
 /// ```
 /// use shmdeque::{Builder, CreateMode};
 /// use std::time::Duration;
@@ -229,6 +231,17 @@ pub struct Stats {
 
 /// Removes the deque's name. Processes that have it open keep working on it; new opens will not find it.
 ///
+/// # Examples
+///
+/// ```
+/// # let name = format!("doc-remove-{}", std::process::id());
+/// let q = shmdeque::Builder::new(&name).open_raw()?;
+/// shmdeque::remove(&name)?;
+/// q.push_back(b"still works")?; // this handle keeps its segment
+/// assert!(matches!(shmdeque::remove(&name), Err(shmdeque::Error::NotFound { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Os`].
 pub fn remove(name: &str) -> Result<(), Error> {
@@ -266,6 +279,20 @@ pub struct Probe {
 /// Returns `Ok(None)` when the file is not a shmdeque segment at all (its magic number is not ours), and an
 /// error saying why when it is one but cannot be used (another layout version, half-created, inconsistent
 /// sizes, unreadable).
+///
+/// # Examples
+///
+/// ```
+/// // List the deques in /dev/shm, as `shmdeque list` does.
+/// for name in shmdeque::list_segments()? {
+///     match shmdeque::probe(&name) {
+///         Ok(Some(p)) => println!("{name}: {} of {} messages", p.len, p.capacity),
+///         Ok(None) => {} // not a deque
+///         Err(e) => println!("{name}: {e}"),
+///     }
+/// }
+/// # Ok::<(), shmdeque::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::VersionMismatch`], [`Error::NotReady`], [`Error::Abandoned`], [`Error::Corrupted`],

@@ -105,6 +105,8 @@ impl RawDeque {
     /// Keep the guard briefly: every other user of the deque waits for it. Blocking operations are not
     /// available on the guard (they would wait forever while holding the lock).
     ///
+    /// # Examples
+    ///
     /// ```
     /// # let name = format!("doc-lock-{}", std::process::id());
     /// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(32).open_raw()?;

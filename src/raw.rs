@@ -34,6 +34,8 @@ use crate::{Config, Stats};
 /// | many | [`push_back_many`](Self::push_back_many) | [`pop_front_many`](Self::pop_front_many) |
 /// | in place | [`push_back_with`](Self::push_back_with) | [`pop_front_with`](Self::pop_front_with), [`pop_front_many_with`](Self::pop_front_many_with) |
 ///
+/// # Examples
+///
 /// ```
 /// # let name = format!("doc-raw-{}", std::process::id());
 /// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(64).open_raw()?;
@@ -172,6 +174,22 @@ impl RawDeque {
     wait_forms! {
         /// Pushes a message at the back, waiting for room as long as it takes.
         ///
+        /// # Examples
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// # let name = format!("doc-push-{}", std::process::id());
+        /// let q = shmdeque::Builder::new(&name).capacity(1).slot_size(16).open_raw()?;
+        /// q.push_back(b"first")?;
+        /// // Full now: the other forms say so instead of waiting for ever.
+        /// assert!(q.try_push_back(b"second").unwrap_err().is_full());
+        /// let e = q.push_back_timeout(b"second", Duration::from_millis(10)).unwrap_err();
+        /// assert!(e.is_timeout());
+        /// assert_eq!(e.into_inner(), b"second"); // the message comes back
+        /// # shmdeque::remove(&name)?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
         /// # Errors
         /// [`PushError::Closed`] once the deque is closed, [`PushError::TooLarge`] if the message exceeds
         /// [`max_message_len`](Self::max_message_len), [`PushError::Failed`] if the segment is corrupted; each
@@ -196,6 +214,8 @@ impl RawDeque {
         ///
         /// `fill` runs while the deque is locked; keep it to a copy or an encode. If it panics, the message is
         /// not pushed and the deque is unchanged.
+        ///
+        /// # Examples
         ///
         /// ```
         /// # let name = format!("doc-with-{}", std::process::id());
@@ -226,6 +246,8 @@ impl RawDeque {
         /// Pushes all of `msgs` at the back in order, taking the lock once per stretch of free room and
         /// waiting for room in between. Returns `msgs.len()`. The `try_` form pushes what fits now (at least
         /// one) and returns how many.
+        ///
+        /// # Examples
         ///
         /// ```
         /// # let name = format!("doc-many-{}", std::process::id());
@@ -258,6 +280,23 @@ impl RawDeque {
 
         /// Removes the front message, waiting for one as long as it takes.
         ///
+        /// # Examples
+        ///
+        /// ```
+        /// use std::time::{Duration, Instant};
+        /// # let name = format!("doc-pop-{}", std::process::id());
+        /// let q = shmdeque::Builder::new(&name).capacity(4).slot_size(16).open_raw()?;
+        /// q.push_back_many(&["a", "b"])?;
+        /// assert_eq!(q.pop_front()?, b"a");
+        /// assert_eq!(q.pop_front_deadline(Instant::now() + Duration::from_secs(1))?, b"b");
+        /// assert!(q.try_pop_front().unwrap_err().is_empty());
+        /// q.close()?;
+        /// assert!(q.pop_front().unwrap_err().is_closed()); // closed and drained: no waiting
+        /// # drop(q);
+        /// # let _ = shmdeque::remove(&name);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
         /// # Errors
         /// [`PopError::Closed`] once the deque is closed and drained; [`PopError::Failed`].
         pub fn [try_pop_front, pop_front, pop_front_timeout, pop_front_deadline] []
@@ -277,6 +316,8 @@ impl RawDeque {
         /// Removes the front message into `buf` (cleared first, then holding exactly the message), waiting for
         /// one as long as it takes; returns its length. Reusing one buffer saves the allocation and the free
         /// that [`pop_front`](Self::pop_front) costs per message. On an error `buf` is left as it was.
+        ///
+        /// # Examples
         ///
         /// ```
         /// # let name = format!("doc-into-{}", std::process::id());
@@ -350,6 +391,8 @@ impl RawDeque {
         /// place (no copy out of the segment, no allocation), waiting as long as it takes for the first;
         /// returns how many. `read` runs while the deque is locked.
         ///
+        /// # Examples
+        ///
         /// ```
         /// # let name = format!("doc-many-with-{}", std::process::id());
         /// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(16).open_raw()?;
@@ -416,6 +459,19 @@ impl RawDeque {
 
     /// Counters and state of the deque, read under the lock.
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let name = format!("doc-stats-{}", std::process::id());
+    /// let q = shmdeque::Builder::new(&name).capacity(8).slot_size(32).open_raw()?;
+    /// q.push_back_many(&["a", "b", "c"])?;
+    /// q.pop_front()?;
+    /// let s = q.stats()?;
+    /// assert_eq!((s.len, s.pushed, s.popped, s.high_water), (2, 3, 1, 3));
+    /// # shmdeque::remove(&name)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`lock`](Self::lock), or an OS error reading the segment's attributes.
     pub fn stats(&self) -> Result<Stats, Error> {
@@ -446,6 +502,21 @@ impl RawDeque {
     /// Registers the calling process as a producer of this deque. Producers are counted in
     /// [`Stats::producers`]; the registration of a process that died is reclaimed by the next registration.
     /// Tools use it to close the deque when the last producer leaves ([`Producer::leave`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let name = format!("doc-producer-{}", std::process::id());
+    /// let q = shmdeque::Builder::new(&name).open_raw()?;
+    /// let me = q.register_producer()?;
+    /// q.push_back(b"last words")?;
+    /// assert!(me.leave(true)?); // the last producer to leave closes the deque
+    /// assert_eq!(q.pop_front()?, b"last words");
+    /// assert!(q.pop_front().unwrap_err().is_closed());
+    /// # drop(q);
+    /// # let _ = shmdeque::remove(&name);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::TooManyProducers`] when every slot is held by a live process; errors of [`lock`](Self::lock).
