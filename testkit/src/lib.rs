@@ -82,7 +82,7 @@ pub fn clean_up_all() {
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     }
     for name in SEGMENTS.list().iter() {
-        let _ = shmdeque::remove(name);
+        remove_segment(name);
     }
     for dir in SCRATCH.list().iter() {
         let _ = std::fs::remove_dir_all(dir);
@@ -103,9 +103,16 @@ pub fn segment_path(name: &str) -> PathBuf {
     Path::new(SHM_DIR).join(name)
 }
 
-/// A unique segment name, removed (`shmdeque::remove`) when dropped and by a [`Watchdog`] that fires, so that
-/// nothing stays in /dev/shm however a test or run ends. Any other file of that name in /dev/shm goes the same
-/// way: the benchmark harness names the ring files of other shared-memory transports with it.
+/// Removes the segment `name` as the library does, then its file if that is still there: a file of another
+/// transport, which a library that checks what it removes would leave.
+fn remove_segment(name: &str) {
+    let _ = shmdeque::remove(name);
+    let _ = std::fs::remove_file(segment_path(name));
+}
+
+/// A unique segment name, removed when dropped and by a [`Watchdog`] that fires, so that nothing stays in
+/// /dev/shm however a test or run ends. Any other file of that name in /dev/shm goes the same way: the
+/// benchmark harness names the ring files of other shared-memory transports with it.
 #[derive(Debug)]
 pub struct Name(String);
 
@@ -124,7 +131,7 @@ impl Name {
     /// Takes charge of a name built by the caller: removes any segment of that name now, then registers and
     /// removes it like any other.
     pub fn from_existing(name: String) -> Name {
-        let _ = shmdeque::remove(&name);
+        remove_segment(&name);
         SEGMENTS.add(name.clone());
         Name(name)
     }
@@ -147,7 +154,7 @@ impl Name {
 
 impl Drop for Name {
     fn drop(&mut self) {
-        let _ = shmdeque::remove(&self.0);
+        remove_segment(&self.0);
         SEGMENTS.forget(&self.0);
     }
 }
