@@ -5,6 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
 use serde::{Deserialize, Serialize};
+use shmdeque_testkit::Name;
 
 /// A small typed message: what a trading or telemetry queue might carry.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -17,25 +18,13 @@ struct Tick {
 }
 
 /// A deque name unique to this process and purpose, removed when dropped.
-struct Named(String);
-
-impl Named {
-    fn new(what: &str) -> Named {
-        let name = format!("shmdeque-bench-ops-{}-{what}", std::process::id());
-        let _ = shmdeque::remove(&name);
-        Named(name)
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = shmdeque::remove(&self.0);
-    }
+fn named(what: &str) -> Name {
+    Name::unique("shmdeque-bench-ops", what)
 }
 
 fn raw(c: &mut Criterion) {
-    let name = Named::new("raw");
-    let q = shmdeque::Builder::new(&name.0).capacity(1024).slot_size(128).open_raw().expect("open");
+    let name = named("raw");
+    let q = shmdeque::Builder::new(name.as_str()).capacity(1024).slot_size(128).open_raw().expect("open");
     let msg = shmdeque_synth::make(1, 1, 64);
     let mut g = c.benchmark_group("in_process/raw_64B");
     g.throughput(Throughput::Elements(1));
@@ -55,8 +44,8 @@ fn raw(c: &mut Criterion) {
 }
 
 fn typed(c: &mut Criterion) {
-    let name = Named::new("typed");
-    let q = shmdeque::Builder::new(&name.0).capacity(1024).slot_size(128).open::<Tick>().expect("open");
+    let name = named("typed");
+    let q = shmdeque::Builder::new(name.as_str()).capacity(1024).slot_size(128).open::<Tick>().expect("open");
     let tick = Tick { id: 42, price: 101.25, qty: 300, buy: true, symbol: *b"SHMDEQUE" };
     let mut g = c.benchmark_group("in_process/typed_struct");
     g.throughput(Throughput::Elements(1));
@@ -70,8 +59,8 @@ fn typed(c: &mut Criterion) {
 }
 
 fn batch(c: &mut Criterion) {
-    let name = Named::new("batch");
-    let q = shmdeque::Builder::new(&name.0).capacity(1024).slot_size(128).open_raw().expect("open");
+    let name = named("batch");
+    let q = shmdeque::Builder::new(name.as_str()).capacity(1024).slot_size(128).open_raw().expect("open");
     let msgs: Vec<Vec<u8>> = (0..64).map(|i| shmdeque_synth::make(1, i, 64)).collect();
     let mut g = c.benchmark_group("in_process/batch_64x64B");
     g.throughput(Throughput::Elements(64));

@@ -1,108 +1,28 @@
 //! Library behaviour across real processes: each test re-executes this test binary as child processes
 //! (see `child_entry`), all on a real segment with a unique name that a guard removes.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use shmdeque_testkit as support;
+
+use std::process::Stdio;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, TypedPopError, TypedPushError};
 use shmdeque_synth as synth;
+use support::{Kid, Name};
 
-const ROLE: &str = "SHMDEQUE_CORE_ROLE";
+const ENTRY: &str = "child_entry";
 const NAME: &str = "SHMDEQUE_CORE_NAME";
 const ARG: &str = "SHMDEQUE_CORE_ARG";
 /// Upper bound on any single wait in these tests; reaching it fails the test instead of hanging it.
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-/// A unique segment name, removed when the test ends (pass or fail).
-struct Name(String);
-
-impl Name {
-    fn new(test: &str) -> Name {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!("shmdeque-core-{}-{}-{}", std::process::id(), test, N.fetch_add(1, Ordering::Relaxed));
-        let _ = shmdeque::remove(&name);
-        Name(name)
-    }
-    fn exists(&self) -> bool {
-        std::path::Path::new("/dev/shm").join(&self.0).exists()
-    }
-}
-
-impl Drop for Name {
-    fn drop(&mut self) {
-        let _ = shmdeque::remove(&self.0);
-    }
-}
-
-impl std::ops::Deref for Name {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A child process running one role, killed if still running when dropped.
-struct Kid(Child);
-
-impl Kid {
-    fn spawn(role: &str, name: &str, arg: impl ToString) -> Kid {
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE, role)
-            .env(NAME, name)
-            .env(ARG, arg.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        Kid(child)
-    }
-
-    /// Waits for the child to print `line` on its stdout (its "I am in position" signal).
-    fn await_line(&mut self, line: &str) {
-        let out = self.0.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let want = line.to_owned();
-        thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                // The harness may have printed "test child_entry ... " on the same line.
-                if l.trim_end().ends_with(&want) {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(WATCHDOG).unwrap_or_else(|_| panic!("child never printed {line:?}"));
-    }
-
-    /// Exit status code, failing the test if the child runs past the watchdog.
-    fn wait(mut self) -> i32 {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(start.elapsed() < WATCHDOG, "child did not finish within the watchdog");
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.kill();
-        }
-    }
+/// A child process running one role on the deque `name`, its stdout piped for [`Kid::await_line`].
+fn start(role: &str, name: &str, arg: impl ToString) -> Kid {
+    let mut cmd = Kid::role_command(ENTRY, role);
+    cmd.env(NAME, name).env(ARG, arg.to_string()).stdout(Stdio::piped());
+    Kid::start(cmd, role)
 }
 
 fn open_raw(name: &str) -> RawDeque {
@@ -119,7 +39,8 @@ fn signal_ready(what: &str) {
 /// The child side of every cross-process test. Does nothing in a normal test run.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE) else { return };
+    let Ok(role) = std::env::var(support::ROLE) else { return };
+    support::child_init();
     let name = std::env::var(NAME).unwrap();
     let arg: u64 = std::env::var(ARG).unwrap().parse().unwrap_or(0);
     let code = match role.as_str() {
@@ -210,7 +131,7 @@ fn a_million_messages_between_two_processes_arrive_in_order() {
     let name = Name::new("million");
     let q = Builder::new(&*name).capacity(1024).slot_size(128).open_raw().unwrap();
     let n = 1_000_000;
-    let kid = Kid::spawn("produce", &name, n);
+    let mut kid = start("produce", &name, n);
     let mut verifier = synth::Verifier::new(true);
     let mut batch = Vec::new();
     while verifier.count() < n {
@@ -221,7 +142,7 @@ fn a_million_messages_between_two_processes_arrive_in_order() {
             verifier.observe(m).unwrap();
         }
     }
-    assert_eq!(kid.wait(), 0);
+    assert_eq!(kid.wait(WATCHDOG).code(), Some(0));
     let stats = q.stats().unwrap();
     assert_eq!((stats.pushed, stats.popped, stats.len), (n, n, 0));
     assert!(stats.high_water >= 1 && stats.high_water <= 1024);
@@ -232,13 +153,13 @@ fn pushing_at_the_front_and_popping_at_the_back_is_fifo_across_processes() {
     let name = Name::new("ends");
     let q = Builder::new(&*name).capacity(8).slot_size(64).open_raw().unwrap();
     let n = 20_000;
-    let kid = Kid::spawn("produce_front", &name, n);
+    let mut kid = start("produce_front", &name, n);
     let mut verifier = synth::Verifier::new(true);
     while verifier.count() < n {
         let m = q.pop_back_timeout(WATCHDOG).unwrap();
         assert_eq!(verifier.observe(&m).unwrap().producer, 2);
     }
-    assert_eq!(kid.wait(), 0);
+    assert_eq!(kid.wait(WATCHDOG).code(), Some(0));
 }
 
 #[test]
@@ -389,12 +310,12 @@ fn deadline_and_into_forms_of_the_grid() {
 fn a_blocked_pop_wakes_for_a_push_from_another_process() {
     let name = Name::new("wake");
     let q = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
-    let mut kid = Kid::spawn("block_pop", &name, 0);
-    kid.await_line("waiting");
+    let mut kid = start("block_pop", &name, 0);
+    kid.await_line("waiting", WATCHDOG);
     // Give the child time to go past its spin into the futex sleep; correctness does not depend on it.
     thread::sleep(Duration::from_millis(50));
     q.push_back(b"wake").unwrap();
-    assert_eq!(kid.wait(), 0);
+    assert_eq!(kid.wait(WATCHDOG).code(), Some(0));
 }
 
 #[test]
@@ -402,11 +323,11 @@ fn a_blocked_push_wakes_when_room_is_made() {
     let name = Name::new("wakepush");
     let q = Builder::new(&*name).capacity(1).slot_size(32).open_raw().unwrap();
     q.push_back(b"first").unwrap();
-    let mut kid = Kid::spawn("block_push", &name, 0);
-    kid.await_line("waiting");
+    let mut kid = start("block_push", &name, 0);
+    kid.await_line("waiting", WATCHDOG);
     thread::sleep(Duration::from_millis(50));
     assert_eq!(q.pop_front().unwrap(), b"first");
-    assert_eq!(kid.wait(), 0);
+    assert_eq!(kid.wait(WATCHDOG).code(), Some(0));
     assert_eq!(q.pop_front_timeout(WATCHDOG).unwrap(), b"late");
 }
 
@@ -414,20 +335,20 @@ fn a_blocked_push_wakes_when_room_is_made() {
 fn close_wakes_blocked_processes_and_drains() {
     let name = Name::new("close");
     let q = Builder::new(&*name).capacity(1).slot_size(32).open_raw().unwrap();
-    let mut popper = Kid::spawn("block_pop", &name, 0);
-    popper.await_line("waiting");
+    let mut popper = start("block_pop", &name, 0);
+    popper.await_line("waiting", WATCHDOG);
     thread::sleep(Duration::from_millis(50));
     q.close().unwrap();
-    assert_eq!(popper.wait(), 10, "a blocked pop on an empty deque reports Closed");
+    assert_eq!(popper.wait(WATCHDOG).code(), Some(10), "a blocked pop on an empty deque reports Closed");
 
     let name2 = Name::new("close2");
     let q2 = Builder::new(&*name2).capacity(1).slot_size(32).open_raw().unwrap();
     q2.push_back(b"kept").unwrap();
-    let mut pusher = Kid::spawn("block_push", &name2, 0);
-    pusher.await_line("waiting");
+    let mut pusher = start("block_push", &name2, 0);
+    pusher.await_line("waiting", WATCHDOG);
     thread::sleep(Duration::from_millis(50));
     q2.close().unwrap();
-    assert_eq!(pusher.wait(), 10, "a blocked push on a full deque reports Closed");
+    assert_eq!(pusher.wait(WATCHDOG).code(), Some(10), "a blocked push on a full deque reports Closed");
     assert!(q2.try_push_back(b"x").unwrap_err().is_closed());
     assert_eq!(q2.pop_front().unwrap(), b"kept", "pops drain what is left");
     assert!(q2.pop_front().unwrap_err().is_closed());
@@ -460,8 +381,8 @@ fn a_holder_killed_inside_the_lock_is_recovered() {
     let name = Name::new("killheld");
     let q = Builder::new(&*name).capacity(8).slot_size(64).open_raw().unwrap();
     q.push_back(b"before").unwrap();
-    let mut kid = Kid::spawn("hold_lock", &name, 0);
-    kid.await_line("locked");
+    let mut kid = start("hold_lock", &name, 0);
+    kid.await_line("locked", WATCHDOG);
     assert!(matches!(q.push_back_timeout(b"x", Duration::from_millis(20)), Err(PushError::Timeout(_))));
     kid.kill();
     q.push_back_timeout(b"after", WATCHDOG).expect("the lock is recovered");
@@ -475,8 +396,8 @@ fn a_push_killed_halfway_through_its_payload_leaves_no_torn_message() {
     let name = Name::new("killwrite");
     let q = Builder::new(&*name).capacity(4).slot_size(2048).open_raw().unwrap();
     q.push_back(b"whole").unwrap();
-    let mut kid = Kid::spawn("die_mid_push", &name, 0);
-    kid.await_line("writing");
+    let mut kid = start("die_mid_push", &name, 0);
+    kid.await_line("writing", WATCHDOG);
     kid.kill();
     let g = q.lock().unwrap();
     assert_eq!(g.iter().collect::<Result<Vec<_>, _>>().unwrap(), [&b"whole"[..]]);
@@ -489,28 +410,28 @@ fn a_push_killed_halfway_through_its_payload_leaves_no_torn_message() {
 fn waiters_killed_while_blocked_do_not_swallow_wake_ups() {
     let name = Name::new("killwaiters");
     let q = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
-    let mut doomed: Vec<Kid> = (0..3).map(|_| Kid::spawn("block_pop", &name, 0)).collect();
+    let mut doomed: Vec<Kid> = (0..3).map(|_| start("block_pop", &name, 0)).collect();
     for k in &mut doomed {
-        k.await_line("waiting");
+        k.await_line("waiting", WATCHDOG);
     }
     thread::sleep(Duration::from_millis(100));
     for k in &mut doomed {
         k.kill();
     }
-    let mut survivor = Kid::spawn("block_pop", &name, 0);
-    survivor.await_line("waiting");
+    let mut survivor = start("block_pop", &name, 0);
+    survivor.await_line("waiting", WATCHDOG);
     thread::sleep(Duration::from_millis(50));
     q.push_back(b"wake").unwrap();
-    assert_eq!(survivor.wait(), 0, "the live waiter got the message");
+    assert_eq!(survivor.wait(WATCHDOG).code(), Some(0), "the live waiter got the message");
     assert!(q.is_empty());
 }
 
 #[test]
 fn processes_racing_to_open_or_create_share_one_deque() {
     let name = Name::new("race");
-    let kids: Vec<Kid> = (0..8).map(|i| Kid::spawn("race_open", &name, i)).collect();
-    for k in kids {
-        assert_eq!(k.wait(), 0);
+    let kids: Vec<Kid> = (0..8).map(|i| start("race_open", &name, i)).collect();
+    for mut k in kids {
+        assert_eq!(k.wait(WATCHDOG).code(), Some(0));
     }
     let q = open_raw(&name);
     let mut seen: Vec<u64> = (0..8).map(|_| u64::from_le_bytes(q.pop_front().unwrap().try_into().unwrap())).collect();
@@ -522,7 +443,7 @@ fn processes_racing_to_open_or_create_share_one_deque() {
 fn typed_values_cross_processes_and_bad_bytes_come_back() {
     let name = Name::new("typed");
     let q = Builder::new(&*name).capacity(16).slot_size(256).open::<Job>().unwrap();
-    let kid = Kid::spawn("typed_produce", &name, 500);
+    let mut kid = start("typed_produce", &name, 500);
     let mut got = Vec::new();
     loop {
         match q.pop_front_many_timeout(32, &mut got, WATCHDOG) {
@@ -531,7 +452,7 @@ fn typed_values_cross_processes_and_bad_bytes_come_back() {
             Err(e) => panic!("{e}"),
         }
     }
-    assert_eq!(kid.wait(), 0);
+    assert_eq!(kid.wait(WATCHDOG).code(), Some(0));
     assert_eq!(got, (0..500).map(Job::new).collect::<Vec<_>>());
 
     // A message that is not a Job is removed once and handed back as bytes.
@@ -635,7 +556,7 @@ fn a_corrupted_header_gives_typed_errors() {
     let q = Builder::new(&*name).capacity(4).slot_size(32).open_raw().unwrap();
     q.push_back(b"hello").unwrap();
     drop(q);
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(format!("/dev/shm/{}", &*name)).unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(name.path()).unwrap();
     // Layout version (offset 8).
     file.write_all_at(&99u32.to_ne_bytes(), 8).unwrap();
     assert!(matches!(open_err(&name), Error::VersionMismatch { found: 99, .. }));
@@ -646,7 +567,7 @@ fn a_corrupted_header_gives_typed_errors() {
     file.write_all_at(&4u64.to_ne_bytes(), 24).unwrap();
     // The first slot's length claims more than a slot holds: the pop reports corruption.
     let q = open_raw(&name);
-    let slots = std::fs::metadata(format!("/dev/shm/{}", &*name)).unwrap().len() - 4 * 32;
+    let slots = std::fs::metadata(name.path()).unwrap().len() - 4 * 32;
     file.write_all_at(&1000u32.to_le_bytes(), slots).unwrap();
     assert!(matches!(q.try_pop_front(), Err(PopError::Failed(Error::Corrupted { .. }))));
     // Wrong magic.

@@ -9,7 +9,7 @@
 use shmdeque_testkit as support;
 
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
@@ -438,8 +438,7 @@ fn another_user_is_refused_a_private_deque_and_admitted_to_a_shared_one() {
     let _p = create(&private, 4, 64);
     let s = Builder::new(&*shared).capacity(4).slot_size(64).mode(0o666).open_raw().unwrap();
     s.push_back(b"hello").unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = if Command::new("setpriv").arg("--version").output().is_ok() {
+    let wrapper = if Command::new("setpriv").arg("--version").output().is_ok() {
         let mut c = Command::new("setpriv");
         c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
         c
@@ -451,10 +450,8 @@ fn another_user_is_refused_a_private_deque_and_admitted_to_a_shared_one() {
         eprintln!("note: neither setpriv nor runuser is installed: other-user check skipped");
         return;
     };
-    cmd.arg(&exe)
-        .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
-        .env(support::ROLE, "other-user")
-        .env(NAME_VAR, &*base);
+    let mut cmd = Kid::role_command_under(wrapper, ENTRY, "other-user");
+    cmd.env(NAME_VAR, &*base);
     Kid::start(cmd, "other-user child").finish(LIMIT);
     assert_eq!(s.pop_front().unwrap(), b"from nobody");
 }
@@ -592,18 +589,13 @@ fn blocked_child(name: &str, role: &str, scratch: &support::Scratch, n: usize) -
 /// with strace; `None` if strace is not installed.
 fn futex_wakes(name: &str, count: usize, scratch: &support::Scratch) -> Option<usize> {
     let trace = scratch.file(&format!("trace-{count}-{}", name.len()));
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new("strace");
-    cmd.args(["-f", "-qq", "-e", "trace=futex", "-o"])
-        .arg(&trace)
-        .arg(&exe)
-        .args(["--exact", ENTRY, "--nocapture", "--test-threads=1"])
-        .env(support::ROLE, "push-pop")
-        .env(NAME_VAR, name)
-        .env("SHMDEQUE_TEST_COUNT", count.to_string());
     if Command::new("strace").arg("-V").output().is_err() {
         return None;
     }
+    let mut strace = Command::new("strace");
+    strace.args(["-f", "-qq", "-e", "trace=futex", "-o"]).arg(&trace);
+    let mut cmd = Kid::role_command_under(strace, ENTRY, "push-pop");
+    cmd.env(NAME_VAR, name).env("SHMDEQUE_TEST_COUNT", count.to_string());
     Kid::start(cmd, "traced push-pop child").finish(LIMIT);
     let text = std::fs::read_to_string(&trace).unwrap();
     Some(text.lines().filter(|l| l.contains("FUTEX_WAKE,")).count())
@@ -740,20 +732,12 @@ fn forgetting_sleeper_counts_never_strands_a_live_sleeper() {
 
 /// Runs a binary of this package to completion (within the limit) and returns its exit code and stderr.
 fn run_bin(program: &str, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let err_file = tempfile_path(program);
     let mut cmd = Command::new(program);
-    cmd.args(args).stderr(std::fs::File::create(&err_file).unwrap());
-    let status = Kid::start(cmd, program).wait(LIMIT);
-    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
-    let _ = std::fs::remove_file(&err_file);
-    (status.code(), stderr)
-}
-
-fn tempfile_path(tag: &str) -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tag = std::path::Path::new(tag).file_name().unwrap().to_string_lossy().into_owned();
-    std::env::temp_dir().join(format!("shmdeque-stderr-{}-{tag}-{n}", std::process::id()))
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut kid = Kid::start(cmd, program);
+    kid.capture();
+    let out = kid.output(LIMIT);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn producer_bin() -> &'static str {

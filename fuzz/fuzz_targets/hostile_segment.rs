@@ -7,31 +7,22 @@
 
 #![no_main]
 
-use shmdeque_testkit::hostile_input;
-
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use shmdeque_testkit::{Name, clean_up_all, hostile_input};
 
 use libfuzzer_sys::fuzz_target;
 
-/// The segment of the case in progress, removed by the panic hook when a case fails (libFuzzer then aborts
-/// before any destructor runs).
-static CURRENT: Mutex<String> = Mutex::new(String::new());
-
 fuzz_target!(
     init: {
+        // libFuzzer aborts after a failing case before any destructor runs: the panic hook removes the case's
+        // segment (every registered one) instead.
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if let Ok(name) = CURRENT.lock() {
-                let _ = shmdeque::remove(&name);
-            }
+            clean_up_all();
             previous(info);
         }));
     },
     |data: &[u8]| {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let name = format!("shmdeque-fuzz-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        *CURRENT.lock().unwrap() = name.clone();
+        let name = Name::unique("shmdeque-fuzz", "case");
         hostile_input::run(&name, data);
     }
 );

@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use shmdeque_cli::bench::{
-    self as harness, BUFFER_BYTES, Builtin, Channel, Cleanup, End, Receiver, SIZES, Sender, Transport,
-};
+use shmdeque_cli::bench::{self as harness, BUFFER_BYTES, Builtin, Channel, End, Receiver, SIZES, Sender, Transport};
 use shmdeque_cli::with_builtin;
 
 /// ipmpsc: one `SharedRingBuffer` of [`BUFFER_BYTES`] per direction, in a file in /dev/shm; messages are
@@ -48,13 +46,15 @@ impl Transport for Ipmpsc {
     }
 
     fn channel(&self, _size: usize, tag: &str) -> Result<Channel, String> {
-        let path = format!("/dev/shm/{}", harness::unique_name("ipmpsc", tag));
+        // A file in /dev/shm, so a segment name guards it: removed with the channel or by a watchdog.
+        let name = harness::unique_name("ipmpsc", tag);
+        let path = name.path().to_string_lossy().into_owned();
         ipmpsc::SharedRingBuffer::create(&path, BUFFER_BYTES as u32).map_err(|e| format!("ipmpsc create: {e}"))?;
         Ok(Channel {
             tx: End::named(&path),
             rx: End::named(&path),
             buffers: format!("ring {}", harness::bytes(BUFFER_BYTES)),
-            cleanup: vec![Cleanup::File(path.into())],
+            segments: vec![name],
         })
     }
 

@@ -6,7 +6,9 @@
 //! received message byte for byte with the one due at that position, so a lost, duplicated, reordered or
 //! damaged message fails the run. Cross-process cases run the other side in a child process: the current
 //! executable started again with [`CHILD_ENV`] set, which [`child_spec`] recognizes; it talks to the parent
-//! over its stdin and stdout (`ready`, `go`, results) and over the transport under test.
+//! over its stdin and stdout (`ready`, `go`, results) and over the transport under test. Children, segment
+//! names and the watchdog that ends a hung run are those of the tests (`shmdeque-testkit`): a child dies with
+//! this process, and a hung run kills every child and removes every segment before it fails.
 //!
 //! Built-in transports ([`Builtin`]): shmdeque one message per call (copying API, and in place), shmdeque in
 //! batches of 64 under one lock, and an anonymous pipe and a Unix stream socket, each with one `write`/`read`
@@ -19,14 +21,13 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use shmdeque::{Builder, CreateMode, RawDeque};
 use shmdeque_synth as synth;
+use shmdeque_testkit::{Kid, Name, Watchdog};
 
 /// Environment variable that makes a process started from the benchmark's executable a benchmark child.
 pub const CHILD_ENV: &str = "SHMDEQUE_BENCH_CHILD";
@@ -122,28 +123,6 @@ pub trait Receiver {
     }
 }
 
-/// Something to remove once a channel is no longer used.
-#[derive(Debug, Clone)]
-pub enum Cleanup {
-    /// A shmdeque segment, by name.
-    Segment(String),
-    /// A file.
-    File(PathBuf),
-}
-
-impl Cleanup {
-    fn run(&self) {
-        match self {
-            Cleanup::Segment(name) => {
-                let _ = shmdeque::remove(name);
-            }
-            Cleanup::File(path) => {
-                let _ = std::fs::remove_file(path);
-            }
-        }
-    }
-}
-
 /// How to open one end of a channel, here or in a child: a token (descriptor number or name) and, for
 /// descriptor-based channels, the descriptor itself.
 #[derive(Debug)]
@@ -199,14 +178,9 @@ pub struct Channel {
     pub rx: End,
     /// The buffer sizes this channel got, for the report.
     pub buffers: String,
-    /// What to remove when done.
-    pub cleanup: Vec<Cleanup>,
-}
-
-impl Drop for Channel {
-    fn drop(&mut self) {
-        self.cleanup.iter().for_each(Cleanup::run);
-    }
+    /// The files in /dev/shm it created ([`unique_name`]), removed with the channel or by the watchdog of a
+    /// run that hangs.
+    pub segments: Vec<Name>,
 }
 
 /// A way of moving messages between processes. Benchmark bodies are written once against this trait.
@@ -266,12 +240,10 @@ pub fn shm_geometry(size: usize) -> (u32, u32) {
     (cap as u32, slot as u32)
 }
 
-static CHANNELS: AtomicU64 = AtomicU64::new(0);
-
-/// A name unique to this process and purpose.
-pub fn unique_name(what: &str, tag: &str) -> String {
-    let n = CHANNELS.fetch_add(1, Ordering::Relaxed);
-    format!("shmdeque-bench-{}-{what}-{tag}-{n}", std::process::id())
+/// A name in /dev/shm unique to this process and purpose, `shmdeque-bench-PID-WHAT-TAG-N`: a segment, or
+/// another transport's file there. Removed when dropped, and by the watchdog of a run that hangs.
+pub fn unique_name(what: &str, tag: &str) -> Name {
+    Name::unique("shmdeque-bench", &format!("{what}-{tag}"))
 }
 
 /// Sending end of [`Shm`].
@@ -370,7 +342,7 @@ impl Transport for Shm {
     fn channel(&self, size: usize, tag: &str) -> Result<Channel, String> {
         let name = unique_name("q", tag);
         let (cap, slot) = shm_geometry(size);
-        let q = Builder::new(&name)
+        let q = Builder::new(name.as_str())
             .capacity(cap)
             .slot_size(slot)
             .create_mode(CreateMode::CreateExclusive)
@@ -378,10 +350,10 @@ impl Transport for Shm {
             .map_err(|e| e.to_string())?;
         drop(q);
         Ok(Channel {
-            tx: End::named(&name),
-            rx: End::named(&name),
+            tx: End::named(name.as_str()),
+            rx: End::named(name.as_str()),
             buffers: format!("{cap} slots x {slot} B"),
-            cleanup: vec![Cleanup::Segment(name)],
+            segments: vec![name],
         })
     }
 
@@ -634,7 +606,7 @@ impl Transport for Stream {
                     tx: End::fd(w),
                     rx: End::fd(r),
                     buffers: format!("pipe {}", bytes(got as usize)),
-                    cleanup: vec![],
+                    segments: vec![],
                 })
             }
             StreamKind::Socket => {
@@ -649,7 +621,7 @@ impl Transport for Stream {
                     tx: End::fd(a),
                     rx: End::fd(b),
                     buffers: format!("SO_SNDBUF {} / SO_RCVBUF {}", bytes(snd), bytes(rcv)),
-                    cleanup: vec![],
+                    segments: vec![],
                 })
             }
         }
@@ -855,6 +827,8 @@ pub fn maybe_serve_builtin() {
 /// Does the child's part of a benchmark with transport `t`, then exits the process: status 0 on success,
 /// 1 after printing `error: ...` on stdout.
 pub fn serve_child<T: Transport>(t: &T, spec: &ChildSpec) -> ! {
+    // A child whose parent dies (a hang it could not get out of, a kill) goes with it.
+    shmdeque_testkit::child_init();
     let r = child_body(t, spec);
     let mut out = io::stdout().lock();
     let code = match r {
@@ -983,20 +957,23 @@ pub fn consume(rx: &mut impl Receiver, pool: &Pool, count: u64, batch: usize) ->
     Ok(())
 }
 
-/// A running child and the parent's side of its control pipes. Killed and reaped if dropped early.
+/// A running child and the parent's side of its control pipes, under a watchdog. Killed and reaped if dropped
+/// early (see [`Kid`]).
 struct ChildProc {
-    child: Child,
+    kid: Kid,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
-    watchdog: Option<Watchdog>,
+    /// Ends a run that hangs: after [`CHILD_TIMEOUT`] kills every child and removes every segment and file of
+    /// this process ([`unique_name`]), and exits with an error, since the parent may itself be blocked on the
+    /// transport.
+    _watchdog: Watchdog,
 }
 
 impl ChildProc {
     /// Starts this executable as a child with `spec`, letting it inherit the descriptors of `ends`.
-    fn spawn(spec: &ChildSpec, ends: &[&End], cleanup: Vec<Cleanup>) -> Result<ChildProc, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    fn spawn(spec: &ChildSpec, ends: &[&End]) -> Result<ChildProc, String> {
+        let mut cmd = Kid::this_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let fds: Vec<RawFd> = ends.iter().filter_map(|e| e.fd.as_ref().map(|f| f.as_raw_fd())).collect();
-        let mut cmd = Command::new(exe);
         cmd.env(CHILD_ENV, spec.encode()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         // SAFETY: the closure runs between fork and exec and only calls fcntl, which is async-signal-safe, on
         // descriptors that are open in the parent and hence in the forked child; it does not allocate.
@@ -1011,16 +988,13 @@ impl ChildProc {
                 Ok(())
             })
         };
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start a benchmark child: {e}"))?;
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().map(BufReader::new);
-        let watchdog = Some(Watchdog::start(child.id(), cleanup));
-        let Some(stdout) = stdout else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("the child has no stdout".into());
-        };
-        Ok(ChildProc { child, stdin, stdout, watchdog })
+        let mut kid =
+            Kid::try_start(cmd, "benchmark child").map_err(|e| format!("cannot start a benchmark child: {e}"))?;
+        let hung = format!("error: a benchmark run hung for {} s; stopped it", CHILD_TIMEOUT.as_secs());
+        let watchdog = Watchdog::exiting(CHILD_TIMEOUT, 1, hung);
+        let stdin = kid.take_stdin();
+        let stdout = kid.take_stdout().map(BufReader::new).ok_or("the child has no stdout")?;
+        Ok(ChildProc { kid, stdin, stdout, _watchdog: watchdog })
     }
 
     /// Reads the child's next line; an `error: ...` line or end of file is an error.
@@ -1032,7 +1006,7 @@ impl ChildProc {
             return Err(format!("benchmark child: {e}"));
         }
         if line.is_empty() {
-            let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+            let status = self.kid.wait_unbounded().map(|s| s.to_string()).unwrap_or_default();
             return Err(format!("the benchmark child ended early ({status})"));
         }
         Ok(line)
@@ -1051,50 +1025,8 @@ impl ChildProc {
     /// Waits for a successful exit.
     fn finish(mut self) -> Result<(), String> {
         self.stdin.take();
-        let status = self.child.wait().map_err(|e| format!("waiting for the child: {e}"))?;
-        self.watchdog.take();
+        let status = self.kid.wait_unbounded().map_err(|e| format!("waiting for the child: {e}"))?;
         if status.success() { Ok(()) } else { Err(format!("the benchmark child failed ({status})")) }
-    }
-}
-
-impl Drop for ChildProc {
-    fn drop(&mut self) {
-        if self.watchdog.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Ends a run that hangs: after [`CHILD_TIMEOUT`] kills the child, removes the run's segments and files, and
-/// exits this process with an error, since the parent may itself be blocked on the transport.
-struct Watchdog {
-    done: Option<mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    fn start(pid: u32, cleanup: Vec<Cleanup>) -> Watchdog {
-        let (done, rx) = mpsc::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(CHILD_TIMEOUT) {
-                // SAFETY: signalling our own child process, which has not been reaped (we would have been told).
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                cleanup.iter().for_each(Cleanup::run);
-                eprintln!("error: a benchmark run hung for {} s; stopped it", CHILD_TIMEOUT.as_secs());
-                std::process::exit(1);
-            }
-        });
-        Watchdog { done: Some(done), thread: Some(thread) }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        drop(self.done.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -1115,7 +1047,7 @@ impl Spinner {
             tx: String::new(),
             rx: String::new(),
         };
-        let mut c = ChildProc::spawn(&spec, &[], vec![])?;
+        let mut c = ChildProc::spawn(&spec, &[])?;
         c.expect("ready")?;
         Ok(Spinner(c))
     }
@@ -1123,7 +1055,7 @@ impl Spinner {
 
 impl std::fmt::Debug for Spinner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Spinner").field(&self.0.child.id()).finish()
+        f.debug_tuple("Spinner").field(&self.0.kid.pid).finish()
     }
 }
 
@@ -1143,7 +1075,7 @@ fn none() -> End {
 pub fn throughput<T: Transport>(t: &T, size: usize, count: u64) -> Result<(Duration, String), String> {
     let mut ch = t.channel(size, "tp")?;
     let sp = spec(t, Role::Produce, size, count, &ch.tx, &none());
-    let mut child = ChildProc::spawn(&sp, &[&ch.tx], ch.cleanup.clone())?;
+    let mut child = ChildProc::spawn(&sp, &[&ch.tx])?;
     drop(ch.tx.fd.take());
     let mut rx = t.open_rx(ch.rx.take(), size)?;
     let pool = Pool::new(size);
@@ -1166,11 +1098,9 @@ pub fn throughput<T: Transport>(t: &T, size: usize, count: u64) -> Result<(Durat
 pub fn round_trips<T: Transport>(t: &T, size: usize, warmup: u64, count: u64) -> Result<Vec<Duration>, String> {
     let mut ping = t.channel(size, "ping")?;
     let mut pong = t.channel(size, "pong")?;
-    let mut cleanup = ping.cleanup.clone();
-    cleanup.extend(pong.cleanup.iter().cloned());
     let total = warmup + count;
     let sp = spec(t, Role::Echo, size, total, &pong.tx, &ping.rx);
-    let mut child = ChildProc::spawn(&sp, &[&pong.tx, &ping.rx], cleanup)?;
+    let mut child = ChildProc::spawn(&sp, &[&pong.tx, &ping.rx])?;
     drop(pong.tx.fd.take());
     drop(ping.rx.fd.take());
     let mut tx = t.open_tx(ping.tx.take(), size)?;
@@ -1203,7 +1133,7 @@ pub fn blocked_cpu<T: Transport>(t: &T, wait: Duration) -> Result<Duration, Stri
     let size = 64;
     let mut ch = t.channel(size, "block")?;
     let sp = spec(t, Role::Block, size, 1, &none(), &ch.rx);
-    let mut child = ChildProc::spawn(&sp, &[&ch.rx], ch.cleanup.clone())?;
+    let mut child = ChildProc::spawn(&sp, &[&ch.rx])?;
     drop(ch.rx.fd.take());
     let mut tx = t.open_tx(ch.tx.take(), size)?;
     child.expect("ready")?;

@@ -1,42 +1,22 @@
 //! `shmdeque bench --quick --out DIR` runs end to end and writes well-formed outputs. No timing is asserted:
 //! the figures depend on the machine; only their presence and shape are checked.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Removes the output directory however the test ends.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use shmdeque_testkit::{Kid, Scratch};
 
 #[test]
 fn bench_quick_writes_table_csv_and_chart() {
-    let dir = TempDir(std::env::temp_dir().join(format!("shmdeque-bench-quick-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmdeque"))
-        .args(["bench", "--quick", "--out"])
-        .arg(&dir.0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start shmdeque bench");
-    let pid = child.id();
+    // Removed however the test ends.
+    let dir = Scratch::new("bench-quick");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmdeque"));
+    cmd.args(["bench", "--quick", "--out"]).arg(dir.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Kid::start(cmd, "shmdeque bench --quick");
+    let pid = child.pid;
+    child.capture();
     // Watchdog: a hung benchmark fails the test instead of hanging it.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while child.try_wait().expect("poll the benchmark").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("shmdeque bench --quick did not finish within 300 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("collect output");
+    let out = child.output(Duration::from_secs(300));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "bench failed: {}\n{stderr}", out.status);
@@ -52,7 +32,7 @@ fn bench_quick_writes_table_csv_and_chart() {
     assert!(stdout.contains("blocked"), "{stdout}");
 
     // The CSV: header, then rows with the same number of fields and numbers where numbers belong.
-    let csv = std::fs::read_to_string(dir.0.join("bench.csv")).expect("bench.csv");
+    let csv = std::fs::read_to_string(dir.file("bench.csv")).expect("bench.csv");
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().expect("csv header").split(',').collect();
     assert_eq!(header[..6], ["section", "transport", "size_bytes", "messages", "runs", "msg_per_s"]);
@@ -69,10 +49,10 @@ fn bench_quick_writes_table_csv_and_chart() {
     }
 
     // The chart: a complete SVG document naming every transport.
-    let svg = std::fs::read_to_string(dir.0.join("throughput.svg")).expect("throughput.svg");
+    let svg = std::fs::read_to_string(dir.file("throughput.svg")).expect("throughput.svg");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "not an SVG document");
     assert!(svg.contains("shmdeque x64") && svg.contains("pipe"), "legend missing");
-    assert!(dir.0.join("bench.md").is_file());
+    assert!(dir.file("bench.md").is_file());
 
     // Nothing left behind in /dev/shm by this run.
     let prefix = format!("shmdeque-bench-{pid}-");

@@ -4,48 +4,24 @@
 //! under a watchdog that kills it if it has not finished in time, so a hang fails the test instead of
 //! blocking the suite. No test asserts how long anything takes.
 
+use shmdeque_testkit as support;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use shmdeque_cli::synth;
+use support::{Kid, Name};
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");
 const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 const SHMDEQUE: &str = env!("CARGO_BIN_EXE_shmdeque");
 /// How long any one process may run before the watchdog kills it and fails the test.
 const WATCHDOG: Duration = Duration::from_secs(60);
-
-/// A segment name unique to this test run, removed when the test ends however it ends.
-struct Seg(String);
-
-impl Seg {
-    fn new(test: &str) -> Seg {
-        let name = format!("cli-{}-{test}", std::process::id());
-        let _ = shmdeque::remove(&name);
-        Seg(name)
-    }
-
-    fn name(&self) -> &str {
-        &self.0
-    }
-
-    fn exists(&self) -> bool {
-        Path::new("/dev/shm").join(&self.0).exists()
-    }
-}
-
-impl Drop for Seg {
-    fn drop(&mut self) {
-        let _ = shmdeque::remove(&self.0);
-    }
-}
 
 /// What a finished process left.
 #[derive(Debug)]
@@ -68,92 +44,46 @@ impl Out {
     }
 }
 
-/// A running child process: its input fed and its output collected by threads. Dropping it kills the process,
-/// so a failing test leaves nothing running.
-struct Proc {
-    what: String,
-    child: Child,
-    feeder: Option<JoinHandle<()>>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-}
-
-fn collect(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
+/// A running tool: its input fed and its output collected by threads. Dropping it kills the process (see
+/// [`Kid`]), so a failing test leaves nothing running.
+struct Proc(Kid);
 
 fn start<S: AsRef<OsStr>>(program: &str, args: &[S], input: Option<Vec<u8>>) -> Proc {
     let mut cmd = Command::new(program);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    let feeder = input.map(|bytes| {
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        // A process that stops reading early (an error exit) makes this write fail: that is fine.
-        std::thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-        })
-    });
-    let stdout = child.stdout.take().map(collect);
-    let stderr = child.stderr.take().map(collect);
     let what = format!(
         "{} {}",
         Path::new(program).file_name().unwrap().to_string_lossy(),
         args.iter().map(|a| a.as_ref().to_string_lossy()).collect::<Vec<_>>().join(" ")
     );
-    Proc { what, child, feeder, stdout, stderr }
+    let mut kid = Kid::start(cmd, &what);
+    if let Some(bytes) = input {
+        kid.feed(bytes);
+    }
+    kid.capture();
+    Proc(kid)
 }
 
 impl Proc {
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
+    fn pid(&self) -> u32 {
+        self.0.pid
     }
 
     fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child, not yet reaped.
-        let r = unsafe { libc::kill(self.pid(), signal) };
-        assert_eq!(r, 0, "kill {signal} of {}", self.what);
+        self.0.send_signal(signal);
     }
 
     fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.0.try_status().is_none()
     }
 
     /// Waits for the process under the watchdog, then collects its output.
     fn finish(mut self) -> Out {
-        let deadline = Instant::now() + WATCHDOG;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("watchdog: `{}` still ran after {WATCHDOG:?}; killed it", self.what);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        if let Some(f) = self.feeder.take() {
-            let _ = f.join();
-        }
-        let stdout = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
-        let stderr = self.stderr.take().map(|h| h.join().unwrap()).unwrap_or_default();
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        assert!(!stderr.contains("panicked"), "`{}` panicked: {stderr}", self.what);
-        Out { code: status.code(), signal: status.signal(), stdout, stderr }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        let out = self.0.output(WATCHDOG);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "`{}` panicked: {stderr}", self.0.label());
+        Out { code: out.status.code(), signal: out.status.signal(), stdout: out.stdout, stderr }
     }
 }
 
@@ -173,28 +103,25 @@ fn info(name: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("info --json prints JSON")
 }
 
-/// Polls `cond` until it holds, failing the test after the watchdog period.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WATCHDOG;
-    while !cond() {
-        assert!(Instant::now() < deadline, "gave up waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Polls `cond` until it holds, failing the test after the watchdog period. Every 20 ms, not every
+/// millisecond: each check here runs `shmdeque info`.
+fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    support::wait_until_every(what, WATCHDOG, Duration::from_millis(20), cond);
 }
 
-fn create(seg: &Seg, capacity: u32, slot_size: u32) {
+fn create(seg: &Name, capacity: u32, slot_size: u32) {
     run_ok(
         SHMDEQUE,
-        &["create", seg.name(), "--capacity", &capacity.to_string(), "--slot-size", &slot_size.to_string()],
+        &["create", seg.as_str(), "--capacity", &capacity.to_string(), "--slot-size", &slot_size.to_string()],
     );
 }
 
 #[test]
 fn lines_round_trip_and_nothing_left() {
-    let seg = Seg::new("lines");
+    let seg = Name::new("lines");
     let input: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
-    let consumer = start(CONSUMER, &["--name", seg.name(), "--timeout", "30"], None);
-    let producer = start(PRODUCER, &["--name", seg.name(), "--timeout", "30"], Some(input.clone().into_bytes()));
+    let consumer = start(CONSUMER, &["--name", seg.as_str(), "--timeout", "30"], None);
+    let producer = start(PRODUCER, &["--name", seg.as_str(), "--timeout", "30"], Some(input.clone().into_bytes()));
     let p = producer.finish();
     let c = consumer.finish();
     assert_eq!(p.code, Some(0), "{}", p.stderr);
@@ -207,7 +134,7 @@ fn lines_round_trip_and_nothing_left() {
 
 #[test]
 fn raw_twenty_megabytes_byte_identical() {
-    let seg = Seg::new("raw");
+    let seg = Name::new("raw");
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let data: Vec<u8> = (0..20 << 20)
         .map(|_| {
@@ -217,8 +144,8 @@ fn raw_twenty_megabytes_byte_identical() {
             (state >> 24) as u8
         })
         .collect();
-    let consumer = start(CONSUMER, &["--name", seg.name(), "--raw", "--timeout", "30"], None);
-    let producer = start(PRODUCER, &["--name", seg.name(), "--raw", "--timeout", "30"], Some(data.clone()));
+    let consumer = start(CONSUMER, &["--name", seg.as_str(), "--raw", "--timeout", "30"], None);
+    let producer = start(PRODUCER, &["--name", seg.as_str(), "--raw", "--timeout", "30"], Some(data.clone()));
     let p = producer.finish();
     let c = consumer.finish();
     assert_eq!(p.code, Some(0), "{}", p.stderr);
@@ -229,7 +156,7 @@ fn raw_twenty_megabytes_byte_identical() {
 
 #[test]
 fn two_producers_two_consumers_all_verified() {
-    let seg = Seg::new("mpmc");
+    let seg = Name::new("mpmc");
     // Small, so that both producers are registered (and blocked) before any consumer starts: the first to
     // finish must not close the deque under the other.
     create(&seg, 16, 128);
@@ -237,12 +164,12 @@ fn two_producers_two_consumers_all_verified() {
         .iter()
         .map(|id| {
             let id = id.to_string();
-            start(PRODUCER, &["--name", seg.name(), "--count", "50000", "--size", "64", "--id", &id], None)
+            start(PRODUCER, &["--name", seg.as_str(), "--count", "50000", "--size", "64", "--id", &id], None)
         })
         .collect();
-    wait_until("both producers are registered", || info(seg.name())["producers"] == 2);
+    wait_until("both producers are registered", || info(seg.as_str())["producers"] == 2);
     let consumers: Vec<Proc> =
-        (0..2).map(|_| start(CONSUMER, &["--name", seg.name(), "--verify", "--timeout", "30"], None)).collect();
+        (0..2).map(|_| start(CONSUMER, &["--name", seg.as_str(), "--verify", "--timeout", "30"], None)).collect();
     for p in producers {
         let p = p.finish();
         assert_eq!(p.code, Some(0), "{}", p.stderr);
@@ -274,12 +201,12 @@ fn front_and_back_give_lifo_and_fifo() {
         (&["--front"], &["--back"], "1\n2\n3\n"),
     ];
     for (i, (push_flags, pop_flags, expected)) in cases.iter().enumerate() {
-        let seg = Seg::new(&format!("ends{i}"));
-        let mut args = vec!["--name", seg.name()];
+        let seg = Name::new(&format!("ends{i}"));
+        let mut args = vec!["--name", seg.as_str()];
         args.extend_from_slice(push_flags);
         let p = run(PRODUCER, &args, Some(b"1\n2\n3\n".to_vec()));
         assert_eq!(p.code, Some(0), "{}", p.stderr);
-        let mut args = vec!["--name", seg.name(), "--timeout", "30"];
+        let mut args = vec!["--name", seg.as_str(), "--timeout", "30"];
         args.extend_from_slice(pop_flags);
         let c = run(CONSUMER, &args, None);
         assert_eq!(c.code, Some(0), "{}", c.stderr);
@@ -290,86 +217,86 @@ fn front_and_back_give_lifo_and_fifo() {
 
 #[test]
 fn timeouts_exit_3() {
-    let seg = Seg::new("timeouts");
+    let seg = Name::new("timeouts");
     create(&seg, 2, 64);
-    let c = run(CONSUMER, &["--name", seg.name(), "--timeout", "0.3"], None);
+    let c = run(CONSUMER, &["--name", seg.as_str(), "--timeout", "0.3"], None);
     assert_eq!(c.code, Some(3), "{}", c.stderr);
     assert!(c.last_err_line().starts_with("consumer: no message arrived"), "{}", c.stderr);
 
-    let pop = run(SHMDEQUE, &["pop", seg.name(), "--timeout", "0.2"], None);
+    let pop = run(SHMDEQUE, &["pop", seg.as_str(), "--timeout", "0.2"], None);
     assert_eq!(pop.code, Some(3), "{}", pop.stderr);
 
-    let p = run(PRODUCER, &["--name", seg.name(), "--timeout", "0.3"], Some(b"a\nb\nc\n".to_vec()));
+    let p = run(PRODUCER, &["--name", seg.as_str(), "--timeout", "0.3"], Some(b"a\nb\nc\n".to_vec()));
     assert_eq!(p.code, Some(3), "{}", p.stderr);
     assert!(p.last_err_line().contains("stayed full"), "{}", p.stderr);
-    let stats = info(seg.name());
+    let stats = info(seg.as_str());
     assert_eq!((stats["len"].as_u64(), stats["closed"].as_bool()), (Some(2), Some(false)));
 }
 
 #[test]
 fn bad_usage_exits_2_with_one_line() {
-    let seg = Seg::new("usage");
+    let seg = Name::new("usage");
     let one_line = |out: &Out, program: &str, needle: &str| {
         assert_eq!(out.code, Some(2), "{}", out.stderr);
         assert_eq!(out.stderr.lines().count(), 1, "one line expected: {}", out.stderr);
         assert!(out.stderr.starts_with(&format!("{program}: ")), "{}", out.stderr);
         assert!(out.stderr.contains(needle), "{needle:?} not in {}", out.stderr);
     };
-    one_line(&run(PRODUCER, &["--name", seg.name(), "--bogus"], None), "producer", "--bogus");
+    one_line(&run(PRODUCER, &["--name", seg.as_str(), "--bogus"], None), "producer", "--bogus");
     one_line(&run(PRODUCER, &[] as &[&str], None), "producer", "--name");
-    one_line(&run(PRODUCER, &["--name", seg.name(), "--count", "5"], None), "producer", "--size");
-    one_line(&run(PRODUCER, &["--name", seg.name(), "--count", "5", "--size", "10"], None), "producer", "32");
+    one_line(&run(PRODUCER, &["--name", seg.as_str(), "--count", "5"], None), "producer", "--size");
+    one_line(&run(PRODUCER, &["--name", seg.as_str(), "--count", "5", "--size", "10"], None), "producer", "32");
     one_line(&run(CONSUMER, &["--name", "no/slash"], None), "consumer", "'/'");
-    one_line(&run(CONSUMER, &["--name", seg.name(), "--timeout", "soon"], None), "consumer", "soon");
+    one_line(&run(CONSUMER, &["--name", seg.as_str(), "--timeout", "soon"], None), "consumer", "soon");
     one_line(&run(SHMDEQUE, &[] as &[&str], None), "shmdeque", "command");
-    one_line(&run(SHMDEQUE, &["info", seg.name()], None), "shmdeque", "does not exist");
+    one_line(&run(SHMDEQUE, &["info", seg.as_str()], None), "shmdeque", "does not exist");
     let not_utf8 = OsStr::from_bytes(b"cli-\xff");
     one_line(&run(CONSUMER, &[OsStr::new("--name"), not_utf8], None), "consumer", "UTF-8");
     one_line(&run(SHMDEQUE, &[OsStr::new("info"), not_utf8], None), "shmdeque", "UTF-8");
-    one_line(&run(CONSUMER, &["--name", seg.name(), "--wait", "0.2"], None), "consumer", "does not exist");
+    one_line(&run(CONSUMER, &["--name", seg.as_str(), "--wait", "0.2"], None), "consumer", "does not exist");
     assert!(!seg.exists(), "a refused command created the segment");
 
     create(&seg, 8, 64);
-    let p = run(PRODUCER, &["--name", seg.name(), "--capacity", "16"], Some(b"x\n".to_vec()));
+    let p = run(PRODUCER, &["--name", seg.as_str(), "--capacity", "16"], Some(b"x\n".to_vec()));
     assert_eq!(p.code, Some(2), "{}", p.stderr);
     assert!(p.stderr.contains("capacity 8") && p.stderr.contains("capacity 16"), "{}", p.stderr);
-    one_line(&run(SHMDEQUE, &["create", seg.name()], None), "shmdeque", "already exists");
+    one_line(&run(SHMDEQUE, &["create", seg.as_str()], None), "shmdeque", "already exists");
 
     // A closed deque that still holds a message: a new producer is refused.
-    run_ok(SHMDEQUE, &["push", seg.name(), "left"]);
-    run_ok(SHMDEQUE, &["close", seg.name()]);
-    let p = run(PRODUCER, &["--name", seg.name()], Some(b"x\n".to_vec()));
+    run_ok(SHMDEQUE, &["push", seg.as_str(), "left"]);
+    run_ok(SHMDEQUE, &["close", seg.as_str()]);
+    let p = run(PRODUCER, &["--name", seg.as_str()], Some(b"x\n".to_vec()));
     assert_eq!(p.code, Some(2), "{}", p.stderr);
     assert!(p.last_err_line().contains("is closed"), "{}", p.stderr);
-    let push = run(SHMDEQUE, &["push", seg.name(), "late"], None);
+    let push = run(SHMDEQUE, &["push", seg.as_str(), "late"], None);
     assert_eq!(push.code, Some(2), "{}", push.stderr);
 }
 
 #[test]
 fn oversize_line_exits_2_after_pushing_earlier_lines() {
-    let seg = Seg::new("oversize");
+    let seg = Name::new("oversize");
     create(&seg, 8, 64); // messages of up to 60 bytes
     let mut input = b"first\nsecond\n".to_vec();
     input.extend_from_slice(&[b'x'; 100]);
     input.extend_from_slice(b"\nafter\n");
-    let p = run(PRODUCER, &["--name", seg.name()], Some(input));
+    let p = run(PRODUCER, &["--name", seg.as_str()], Some(input));
     assert_eq!(p.code, Some(2), "{}", p.stderr);
     let why = p.last_err_line();
     assert!(why.contains("line 3") && why.contains("100 bytes") && why.contains("60-byte"), "{why}");
-    let stats = info(seg.name());
+    let stats = info(seg.as_str());
     assert_eq!((stats["len"].as_u64(), stats["closed"].as_bool()), (Some(2), Some(false)));
-    let pop = run_ok(SHMDEQUE, &["pop", seg.name(), "--count", "2", "--timeout", "5"]);
+    let pop = run_ok(SHMDEQUE, &["pop", seg.as_str(), "--count", "2", "--timeout", "5"]);
     assert_eq!(pop.text(), "first\nsecond\n");
 }
 
 #[test]
 fn verification_failure_exits_1() {
-    let seg = Seg::new("verify");
+    let seg = Name::new("verify");
     create(&seg, 8, 128);
     let mut msg = synth::make(3, 0, 64);
     msg[40] ^= 1;
-    run_ok(SHMDEQUE, &[OsStr::new("push"), OsStr::new(seg.name()), OsStr::from_bytes(&msg)]);
-    let c = run(CONSUMER, &["--name", seg.name(), "--verify", "--count", "1"], None);
+    run_ok(SHMDEQUE, &[OsStr::new("push"), OsStr::new(seg.as_str()), OsStr::from_bytes(&msg)]);
+    let c = run(CONSUMER, &["--name", seg.as_str(), "--verify", "--count", "1"], None);
     assert_eq!(c.code, Some(1), "{}", c.stderr);
     assert!(c.last_err_line().contains("verification failed: message #0"), "{}", c.stderr);
     assert_eq!(c.stdout.len(), 65, "the bad message is still written");
@@ -377,20 +304,21 @@ fn verification_failure_exits_1() {
 
 #[test]
 fn killed_producer_leaves_a_drainable_deque() {
-    let seg = Seg::new("sigkill");
+    let seg = Name::new("sigkill");
     create(&seg, 64, 128);
-    let consumer = start(CONSUMER, &["--name", seg.name(), "--verify", "--consecutive", "--timeout", "30"], None);
-    let producer = start(PRODUCER, &["--name", seg.name(), "--count", "1000000000", "--size", "64", "--id", "7"], None);
-    wait_until("messages flow", || info(seg.name())["pushed"].as_u64() > Some(5000));
+    let consumer = start(CONSUMER, &["--name", seg.as_str(), "--verify", "--consecutive", "--timeout", "30"], None);
+    let producer =
+        start(PRODUCER, &["--name", seg.as_str(), "--count", "1000000000", "--size", "64", "--id", "7"], None);
+    wait_until("messages flow", || info(seg.as_str())["pushed"].as_u64() > Some(5000));
     producer.signal(libc::SIGKILL);
     let p = producer.finish();
     assert_eq!(p.signal, Some(libc::SIGKILL));
 
-    let stats = info(seg.name());
+    let stats = info(seg.as_str());
     assert_eq!(stats["producers"], 0, "{stats}");
     assert_eq!(stats["closed"], false, "{stats}");
     let pushed = stats["pushed"].as_u64().unwrap();
-    run_ok(SHMDEQUE, &["close", seg.name()]);
+    run_ok(SHMDEQUE, &["close", seg.as_str()]);
     let c = consumer.finish();
     assert_eq!(c.code, Some(0), "{}", c.stderr);
     let lines = c.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
@@ -400,29 +328,29 @@ fn killed_producer_leaves_a_drainable_deque() {
     assert!(lines >= pushed && lines > 0, "{lines} lines, {pushed} pushed");
     // The killed producer's handle stays counted, so the drained deque is not removed by its last user;
     // `shmdeque remove` cleans it up.
-    let stats = info(seg.name());
+    let stats = info(seg.as_str());
     assert_eq!((stats["len"].as_u64(), stats["closed"].as_bool()), (Some(0), Some(true)), "{stats}");
-    run_ok(SHMDEQUE, &["remove", seg.name()]);
+    run_ok(SHMDEQUE, &["remove", seg.as_str()]);
     assert!(!seg.exists());
 }
 
 #[test]
 fn sigint_stops_producer_and_consumer_with_130() {
-    let seg = Seg::new("sigint");
+    let seg = Name::new("sigint");
     create(&seg, 4, 64);
-    let mut producer = start(PRODUCER, &["--name", seg.name(), "--count", "1000", "--size", "32"], None);
-    wait_until("the deque is full", || info(seg.name())["len"] == 4);
+    let mut producer = start(PRODUCER, &["--name", seg.as_str(), "--count", "1000", "--size", "32"], None);
+    wait_until("the deque is full", || info(seg.as_str())["len"] == 4);
     assert!(producer.running());
     producer.signal(libc::SIGINT);
     let p = producer.finish();
     assert_eq!(p.code, Some(130), "{}", p.stderr);
     assert!(p.last_err_line().contains("interrupted"), "{}", p.stderr);
-    let stats = info(seg.name());
+    let stats = info(seg.as_str());
     assert_eq!((stats["closed"].as_bool(), stats["len"].as_u64()), (Some(false), Some(4)), "{stats}");
     assert_eq!(stats["producers"], 0, "{stats}");
 
-    let mut consumer = start(CONSUMER, &["--name", seg.name(), "--verify"], None);
-    wait_until("the deque is drained", || info(seg.name())["len"] == 0);
+    let mut consumer = start(CONSUMER, &["--name", seg.as_str(), "--verify"], None);
+    wait_until("the deque is drained", || info(seg.as_str())["len"] == 0);
     assert!(consumer.running());
     consumer.signal(libc::SIGTERM);
     let c = consumer.finish();
@@ -432,8 +360,8 @@ fn sigint_stops_producer_and_consumer_with_130() {
 
 #[test]
 fn admin_commands_round_trip() {
-    let seg = Seg::new("admin");
-    let n = seg.name();
+    let seg = Name::new("admin");
+    let n = seg.as_str();
     let created = run_ok(SHMDEQUE, &["create", n, "--capacity", "8", "--slot-size", "64", "--mode", "640"]);
     assert!(created.text().contains("8 messages of up to 60 bytes"), "{}", created.text());
     let stats = info(n);
@@ -497,7 +425,7 @@ fn help_documents_exit_codes() {
 #[test]
 fn demo_runs_to_completion_and_cleans_up() {
     let demo = start(SHMDEQUE, &["demo", "--count", "20000"], None);
-    let segment = Path::new("/dev/shm").join(format!("shmdeque-demo-{}", demo.pid()));
+    let segment = support::segment_path(&format!("shmdeque-demo-{}", demo.pid()));
     let out = demo.finish();
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let text = out.text();

@@ -15,7 +15,6 @@
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::time::Duration;
 
 use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, TypedPopError};
@@ -73,7 +72,7 @@ pub fn read_field(file: &File, name: &str) -> u64 {
 
 /// The segment file, opened read-write as a hostile process would.
 pub fn open_file(name: &str) -> File {
-    OpenOptions::new().read(true).write(true).open(Path::new("/dev/shm").join(name)).expect("open segment file")
+    OpenOptions::new().read(true).write(true).open(crate::segment_path(name)).expect("open segment file")
 }
 
 /// Consumes the fuzzer's bytes; past the end it yields zeros, so every input is a valid program.
