@@ -5,7 +5,7 @@ use shmdeque_testkit as support;
 
 use std::process::Stdio;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, TypedPopError, TypedPushError};
