@@ -28,7 +28,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 impl RawDeque {
     /// Shared body of every single-message push: an `n`-byte message that `fill` writes into its slot.
-    #[inline]
     pub(crate) fn push_with(
         &self,
         end: End,
@@ -132,7 +131,6 @@ impl RawDeque {
     }
 
     /// Shared body of every single-message pop: hands the message to `read` in place, then removes it.
-    #[inline]
     pub(crate) fn pop_with<R>(&self, end: End, read: impl FnOnce(&[u8]) -> R, wait: Wait) -> Result<R, PopError> {
         let mut guard = match self.lock_until(wait.deadline(), LOCK_BACKOFF_MAX) {
             Ok(guard) => guard,
