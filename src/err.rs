@@ -206,12 +206,23 @@ pub enum Error {
         name: String,
     },
 
-    /// Every producer slot in the header is taken by a live process.
-    #[error("deque '{name}' already has {max} registered producers; wait for one to leave")]
+    /// Every registration in the header is taken by a live handle or producer, so no more handles can open
+    /// the deque.
+    #[error("deque '{name}' already has {max} open handles and producers; close some first")]
+    TooManyHandles {
+        /// The segment's name.
+        name: String,
+        /// How many handles and producers a deque can register.
+        max: usize,
+    },
+
+    /// Every registration in the header is taken by a live handle or producer, so no more producers can
+    /// register.
+    #[error("deque '{name}' already has {max} open handles and producers; wait for a producer to leave")]
     TooManyProducers {
         /// The segment's name.
         name: String,
-        /// How many producers a deque can register.
+        /// How many handles and producers a deque can register.
         max: usize,
     },
 

@@ -28,7 +28,8 @@ pub(crate) fn last_ring() -> (usize, u64) {
 /// The deque's lock, held: several operations under it happen atomically for every other thread and process.
 /// Obtained from [`RawDeque::lock`]. Dropping it unlocks and wakes whoever waits for what changed.
 ///
-/// The guard is not `Send`: a pthread mutex must be unlocked by the thread that locked it.
+/// The guard is not `Send`: the lock records which thread holds it, so that the same thread locking again
+/// gets an error rather than waiting for itself.
 ///
 /// # Examples
 ///
@@ -61,6 +62,13 @@ impl<'a> RawLockGuard<'a> {
     #[inline]
     pub(crate) fn new(deque: &'a RawDeque) -> Self {
         RawLockGuard { deque, added: false, removed: false, closed: false, _not_send: PhantomData }
+    }
+
+    /// Makes the drop wake the sleepers of both conditions, counted or not: after a recovery, the dead holder
+    /// may have changed the deque without living to wake them.
+    pub(crate) fn owe_wake_ups(&mut self) {
+        self.added = true;
+        self.removed = true;
     }
 
     #[inline]
@@ -178,12 +186,6 @@ impl<'a> RawLockGuard<'a> {
         let r = read(msg);
         self.publish(len, new_head, len - 1);
         Ok(r)
-    }
-
-    pub(crate) fn recount_producers(&self) {
-        let h = self.header();
-        let n = h.producers.iter().filter(|w| w.load(Relaxed) != 0).count() as u32;
-        h.ring.producers.store(n, Relaxed);
     }
 
     /// Number of messages in the deque.

@@ -1,22 +1,29 @@
 //! The segment layout: the one module that knows where anything lives in shared memory.
 //!
-//! # Layout version 4
+//! # Layout version 5
 //!
 //! ```text
 //! offset 0            Header (HEADER_SIZE bytes, #[repr(C)], cache-line padded groups)
-//!   identity          magic "SHMDEQUE", layout version, ready state, creator pid,
+//!   identity          magic "SHMDEQUE", layout version, ready state, creator pid (for people to read),
 //!                     capacity, slot size, segment length          (written once, before READY)
-//!   lock              process-shared robust pthread mutex           (at offset 128, a cache line start)
+//!   lock              lock word (owner registration | generation | waiters flag) and the holder
+//!                     thread's token                                (at offset 128, a cache line start)
 //!   ring              ring word (head | len << 32), pushed and popped counters: right after the
-//!                     mutex, in its cache line; then the closed flag, attached count, producer
-//!                     count, lock recoveries, high-water mark       (written under the lock)
-//!   not_empty         futex sequence word, idle wake-ups, sleepers (u64: count | generation << 32)
+//!                     lock, in its cache line; then the closed flag, lock recoveries, high-water mark
+//!                                                                   (written under the lock)
+//!   not_empty         futex sequence word, sleepers
 //!                     (own cache line)
 //!   not_full          the same for room (own cache line)
-//!   producers         MAX_PRODUCERS words: pid | start-time tag << 32, 0 = free
+//!   registrations     MAX_REGISTRATIONS entries: generation, kind (free, handle, producer),
+//!                     sleepers for a message, sleepers for room
 //! offset HEADER_SIZE  capacity slots of slot_size bytes each:
 //!                     [u32 little-endian payload length][payload ... up to slot_size - 4 bytes]
 //! ```
+//!
+//! Who is alive is never read from the header: registration `i` is alive while some open file description
+//! of the segment file holds a write lock on byte `i` of it (`F_OFD_SETLK`), and a creator is at work
+//! while one holds byte [`CREATOR_LOCK_BYTE`]. The kernel releases those locks when a process dies, in
+//! whatever PID namespace it runs (see `registry.rs`).
 //!
 //! The segment is exactly `HEADER_SIZE + capacity * slot_size` bytes; openers check this against the file
 //! size. Nothing in it is a pointer: every process maps it at its own address.
@@ -25,7 +32,6 @@
 //! at any instant therefore leaves each message either wholly in the deque or wholly out of it: payload bytes
 //! are written first, and only then the ring word that makes them part of the deque.
 
-use std::cell::UnsafeCell;
 use std::mem::{align_of, offset_of, size_of};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
@@ -34,11 +40,24 @@ use crossbeam_utils::CachePadded;
 /// "SHMDEQUE" read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMDEQUE");
 /// Bumped whenever anything in this file changes meaning or place.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 /// Value of [`Header::state`] once the creator has finished initializing. "REDY" in ASCII.
 pub(crate) const STATE_READY: u32 = 0x5944_4552;
-/// How many producers can register at once.
-pub(crate) const MAX_PRODUCERS: usize = 64;
+/// How many handles and producers can be registered at once, across all processes.
+pub(crate) const MAX_REGISTRATIONS: usize = 128;
+/// The byte of the segment file a creator (or a process taking over an abandoned segment) holds locked
+/// until the segment is READY; registration `i` uses byte `i`.
+pub(crate) const CREATOR_LOCK_BYTE: u64 = MAX_REGISTRATIONS as u64;
+/// Set in [`LockWord::word`] while some locker sleeps on it (or may).
+pub(crate) const LOCK_WAITERS: u32 = 1 << 31;
+/// Bits of [`LockWord::word`] that hold the owner's registration index + 1 (0: free).
+pub(crate) const LOCK_SLOT_BITS: u32 = 8;
+/// A free registration, in [`Registration::kind`].
+pub(crate) const KIND_FREE: u32 = 0;
+/// A registration of an open handle.
+pub(crate) const KIND_HANDLE: u32 = 1;
+/// A registration of a producer.
+pub(crate) const KIND_PRODUCER: u32 = 2;
 /// Bytes at the start of each slot that hold the payload length.
 pub(crate) const SLOT_LEN_BYTES: usize = 4;
 /// The smallest slot accepted: a length and at least four bytes of payload.
@@ -46,15 +65,36 @@ pub(crate) const MIN_SLOT_SIZE: u32 = 8;
 /// The largest capacity accepted; keeps `head + len` within a u32 without wrapping.
 pub(crate) const MAX_CAPACITY: u32 = 1 << 30;
 
-/// A pthread mutex that lives in shared memory. Only ever touched through the pthread functions in `os`.
+/// The deque's lock: a futex word of our own (see `lock.rs`), owned by a registration rather than a
+/// thread id, so that its owner means the same in every PID namespace.
 #[repr(C)]
-pub(crate) struct LockCell(pub(crate) UnsafeCell<libc::pthread_mutex_t>);
+pub(crate) struct LockWord {
+    /// 0 when free; otherwise the owner's registration index + 1 in the low [`LOCK_SLOT_BITS`] bits, that
+    /// registration's generation above them, and [`LOCK_WAITERS`].
+    pub word: AtomicU32,
+    pub _reserved: AtomicU32,
+    /// A token of the thread that holds the lock, unique in its process (see `lock.rs`), so that a thread
+    /// locking twice gets an error instead of waiting for itself; 0 when free.
+    pub holder: AtomicU64,
+}
+
+/// One registration: a handle, or a producer of one. Alive while its byte of the segment file is locked.
+#[repr(C)]
+pub(crate) struct Registration {
+    /// Bumped whenever the entry is taken or freed, so that the lock word of a dead owner never names a
+    /// later owner of the same entry.
+    pub generation: AtomicU32,
+    /// [`KIND_FREE`], [`KIND_HANDLE`] or [`KIND_PRODUCER`].
+    pub kind: AtomicU32,
+    /// Threads of this registration counted in `not_empty.sleepers` and `not_full.sleepers`.
+    pub asleep: [AtomicU32; 2],
+}
 
 /// The words guarded by the lock. They are atomics so that `len()` and the spinning waiters may read them
 /// without the lock; every write happens with the lock held.
 ///
-/// The first three are written by every push and pop and sit right after the mutex, in the mutex's cache
-/// line (x86_64 glibc's mutex is 40 bytes): a process that takes the lock gets the ring word with the same
+/// The first three are written by every push and pop and sit right after the lock word, in its cache
+/// line: a process that takes the lock gets the ring word with the same
 /// cache-line transfer instead of a second one, and a waiter spinning on the ring word sees a change with
 /// one. The others are rarely written and start the next line.
 #[repr(C)]
@@ -65,53 +105,27 @@ pub(crate) struct RingWords {
     pub popped: AtomicU64,
     /// Nonzero once the deque is closed.
     pub closed: AtomicU32,
-    /// Handles currently open on the segment, across all processes (a killed process leaves its count).
-    pub attached: AtomicU32,
-    /// Live registered producers.
-    pub producers: AtomicU32,
-    pub _reserved: AtomicU32,
+    pub _reserved: [AtomicU32; 3],
     pub recoveries: AtomicU64,
     pub high_water: AtomicU64,
 }
 
 /// One condition (not empty, not full) that processes wait for.
 ///
-/// A waiter first spins watching the ring word, unregistered. Before it sleeps on `seq` it registers in
-/// `sleepers` while holding the lock; a process that makes the condition true reads `sleepers` under the
-/// lock and only if it counts someone bumps `seq` and makes the `FUTEX_WAKE` system call, so push and pop
-/// cost no extra atomic operation and no system call while nobody sleeps. (Layout 1 also made signallers
-/// bump `seq` for spinning waiters, counted in a `waiters` word; a mix of versions would lose wake-ups,
-/// hence version 2.)
-///
-/// Version 4: `sleepers` is a count and a generation in one 64-bit word, and `idle_wakes` (where version 3
-/// kept its unused `waiters`) counts wake-up calls in a row, by any process, that woke fewer sleepers than
-/// were counted. A process killed in its sleep stays counted, and every later change would make such a
-/// call; when `idle_wakes` reaches a threshold, the signaller forgets the count: under the lock it bumps
-/// `seq`, wakes everyone, and sets the count to zero in a new generation. A live sleeper that had
-/// registered in the old generation is woken (or finds `seq` changed before it sleeps) and looks again,
-/// and when it unregisters it sees the new generation and leaves the count alone (taking one off would
-/// remove somebody else's registration). 32 bits of generation do not wrap in any realistic lifetime, even
-/// for a sleeper stopped (SIGSTOP) across many forgettings.
+/// A waiter first spins watching the ring word, unregistered. Before it sleeps on `seq` it counts itself in
+/// `sleepers`, and in its registration's `asleep`, while holding the lock; a process that makes the
+/// condition true reads `sleepers` under the lock and only if it counts someone bumps `seq` and makes the
+/// `FUTEX_WAKE` system call, so push and pop cost no extra atomic operation and no system call while nobody
+/// sleeps. A process killed in its sleep leaves its count in both places; whoever finds its registration
+/// dead takes the count back (see `registry.rs`), so `sleepers` is exact once anyone looks.
 #[repr(C)]
 pub(crate) struct WaitWord {
     /// The futex word: changes whenever the condition may have become true.
     pub seq: AtomicU32,
-    /// Wake-up calls in a row that woke fewer sleepers than were counted.
-    pub idle_wakes: AtomicU32,
-    /// Processes registered to sleep in `FUTEX_WAIT`, with the generation: see [`pack_sleepers`].
-    pub sleepers: AtomicU64,
-}
-
-/// Packs a generation and a sleeper count into [`WaitWord::sleepers`].
-#[inline]
-pub(crate) const fn pack_sleepers(generation: u32, count: u32) -> u64 {
-    (generation as u64) << 32 | count as u64
-}
-
-/// Splits [`WaitWord::sleepers`] into (generation, count).
-#[inline]
-pub(crate) const fn unpack_sleepers(word: u64) -> (u32, u32) {
-    ((word >> 32) as u32, word as u32)
+    pub _reserved: AtomicU32,
+    /// Threads counted asleep in `FUTEX_WAIT` (or about to be).
+    pub sleepers: AtomicU32,
+    pub _reserved2: AtomicU32,
 }
 
 /// The segment header. See the module documentation for the picture.
@@ -121,7 +135,7 @@ pub(crate) struct Header {
     pub version: AtomicU32,
     /// 0 while being created, [`STATE_READY`] once usable. SYNC POINT: published with Release last.
     pub state: AtomicU32,
-    /// The process initializing the segment; an opener that finds it dead before READY may take over.
+    /// The process that initialized the segment, as its own PID namespace numbers it: for people to read.
     pub creator_pid: AtomicU32,
     pub _reserved: AtomicU32,
     pub capacity: AtomicU64,
@@ -130,11 +144,11 @@ pub(crate) struct Header {
     /// Puts `lock` at the start of a cache-line pair.
     pub _pad: [u8; LOCK_OFFSET - 48],
     /// Not padded: `ring` follows it in the same cache line.
-    pub lock: LockCell,
+    pub lock: LockWord,
     pub ring: RingWords,
     pub not_empty: CachePadded<WaitWord>,
     pub not_full: CachePadded<WaitWord>,
-    pub producers: [AtomicU64; MAX_PRODUCERS],
+    pub registrations: [Registration; MAX_REGISTRATIONS],
 }
 
 /// Where the lock begins: the first cache-line pair after the identity fields.
@@ -153,15 +167,17 @@ const _: () = {
     assert!(offset_of!(Header, slot_size) == 32);
     assert!(offset_of!(Header, segment_len) == 40);
     assert!(offset_of!(Header, lock) == LOCK_OFFSET);
-    assert!(offset_of!(Header, ring) == LOCK_OFFSET + size_of::<LockCell>());
-    // The words every push and pop writes share the mutex's cache line (x86_64 glibc: a 40-byte mutex).
-    #[cfg(all(target_arch = "x86_64", target_env = "gnu"))]
+    assert!(offset_of!(Header, ring) == LOCK_OFFSET + size_of::<LockWord>());
+    // The words every push and pop writes share the lock's cache line.
     assert!(offset_of!(Header, ring) + offset_of!(RingWords, popped) + 8 <= LOCK_OFFSET + 64);
     assert!(offset_of!(Header, not_empty) % 64 == 0);
     assert!(offset_of!(Header, not_full) % 64 == 0);
-    assert!(offset_of!(WaitWord, idle_wakes) == 4 && offset_of!(WaitWord, sleepers) == 8);
+    assert!(offset_of!(WaitWord, sleepers) == 8);
     assert!(offset_of!(Header, lock) >= 48);
+    assert!(size_of::<LockWord>() == 16);
     assert!(size_of::<RingWords>() == 56);
+    assert!(size_of::<Registration>() == 16);
+    assert!(MAX_REGISTRATIONS < 1 << LOCK_SLOT_BITS);
     assert!(align_of::<Header>() <= 4096);
     assert!(HEADER_SIZE.is_multiple_of(128));
     assert!(HEADER_SIZE <= 4096);
@@ -205,17 +221,24 @@ pub(crate) fn check_geometry(capacity: u64, slot_size: u64) -> Result<usize, Str
         .ok_or_else(|| format!("capacity {capacity} x slot size {slot_size} does not fit in memory"))
 }
 
-/// The producer-table word for a process: its pid, and a tag from its start time so that a recycled pid is
-/// not mistaken for the process that registered.
+/// The lock word that names registration `index` in `generation` as the owner (without [`LOCK_WAITERS`]).
 #[inline]
-pub(crate) const fn producer_word(pid: u32, start_tag: u32) -> u64 {
-    pid as u64 | (start_tag as u64) << 32
+pub(crate) const fn lock_owner(index: u32, generation: u32) -> u32 {
+    (index + 1) | (generation << LOCK_SLOT_BITS) & !LOCK_WAITERS
 }
 
-/// Splits a producer-table word into (pid, start tag).
+/// The owner a lock word names: `None` when free, else (registration index, generation bits). Unchecked:
+/// the index may be out of range in a garbage header.
 #[inline]
-pub(crate) const fn unpack_producer(word: u64) -> (u32, u32) {
-    (word as u32, (word >> 32) as u32)
+pub(crate) const fn unpack_lock(word: u32) -> Option<(u32, u32)> {
+    let slot = word & ((1 << LOCK_SLOT_BITS) - 1);
+    if slot == 0 { None } else { Some((slot - 1, (word & !LOCK_WAITERS) >> LOCK_SLOT_BITS)) }
+}
+
+/// The generation bits a lock word keeps of a registration's generation.
+#[inline]
+pub(crate) const fn lock_generation(generation: u32) -> u32 {
+    (generation << LOCK_SLOT_BITS & !LOCK_WAITERS) >> LOCK_SLOT_BITS
 }
 
 /// Header fields read from a copy of the first [`HEADER_SIZE`] bytes, for tools that inspect a segment
@@ -257,10 +280,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sleeper_word_round_trips() {
-        for (g, c) in [(0, 0), (1, 5), (u32::MAX, u32::MAX), (7, 0)] {
-            assert_eq!(unpack_sleepers(pack_sleepers(g, c)), (g, c));
+    fn lock_word_round_trips() {
+        for (i, g) in [(0, 0), (5, 7), (MAX_REGISTRATIONS as u32 - 1, u32::MAX), (3, 1 << 23)] {
+            let w = lock_owner(i, g);
+            assert_eq!(w & LOCK_WAITERS, 0);
+            assert_eq!(unpack_lock(w), Some((i, lock_generation(g))));
+            assert_eq!(unpack_lock(w | LOCK_WAITERS), Some((i, lock_generation(g))));
         }
+        assert_eq!(unpack_lock(0), None);
+        assert_eq!(unpack_lock(LOCK_WAITERS), None);
     }
 
     #[test]
@@ -275,8 +303,8 @@ mod tests {
     #[test]
     fn snapshot_reads_what_the_struct_holds() {
         use std::sync::atomic::Ordering::Relaxed;
-        // SAFETY: every field of Header is an atomic integer or a pthread mutex cell, for which all-zero bytes
-        // are a valid value.
+        // SAFETY: every field of Header is an atomic integer or an array or padded struct of them, for which
+        // all-zero bytes are a valid value.
         let h: Box<Header> = Box::new(unsafe { std::mem::zeroed() });
         h.version.store(7, Relaxed);
         h.state.store(STATE_READY, Relaxed);

@@ -1,6 +1,6 @@
 //! A bounded deque of messages shared between processes through POSIX shared memory.
 //!
-//! A named segment holds a header — with a process-shared, robust pthread mutex — followed by a fixed ring of
+//! A named segment holds a header — with a lock that survives its holder's death — followed by a fixed ring of
 //! equal slots. Any process that knows the name can push and pop at both ends; blocked processes sleep on
 //! futexes in the header. The design goal is that a process killed at any instant, even while holding the
 //! lock or while blocked, never wedges or corrupts the deque for the others.
@@ -32,7 +32,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Linux only: the OS-specific parts (futexes, robust mutexes, /dev/shm) live in one private module. How
+//! Linux only: the OS-specific parts (futexes, open file description locks, /dev/shm) live in one private
+//! module. How
 //! the deque works inside is in `docs/DESIGN.md`; what survives which failure, in `docs/GUARANTEES.md`.
 
 #![deny(missing_docs)]
@@ -49,6 +50,7 @@ mod lock;
 mod ops;
 mod os;
 mod raw;
+mod registry;
 mod ring;
 mod segment;
 mod tuning;
@@ -206,9 +208,9 @@ pub struct Stats {
     pub len: u32,
     /// Whether the deque is closed.
     pub closed: bool,
-    /// Registered producers whose process is alive.
+    /// Registered producers whose process is alive, in any PID namespace.
     pub producers: u32,
-    /// Open handles across all processes (a killed process leaves its handle counted).
+    /// Open handles of live processes, in any PID namespace (a killed process's handles do not count).
     pub attached: u32,
     /// Messages ever pushed.
     pub pushed: u64,
@@ -218,10 +220,9 @@ pub struct Stats {
     pub lock_recoveries: u64,
     /// The largest length the deque has reached.
     pub high_water: u64,
-    /// Blocked pops asleep in the kernel waiting for a message (a process killed in its sleep stays counted
-    /// until wake-ups keep waking fewer than are counted, and the count is forgotten).
+    /// Blocked pops of live processes asleep in the kernel waiting for a message.
     pub asleep_for_message: u32,
-    /// Blocked pushes asleep in the kernel waiting for room (likewise).
+    /// Blocked pushes of live processes asleep in the kernel waiting for room.
     pub asleep_for_room: u32,
     /// Size of the segment in bytes.
     pub segment_bytes: u64,
@@ -319,7 +320,12 @@ pub fn probe(name: &str) -> Result<Option<Probe>, Error> {
         });
     }
     if h.state != layout::STATE_READY {
-        return Err(if h.creator_pid != 0 && !os::process_alive(h.creator_pid, 0) {
+        // Abandoned: its creator's lock on the creator byte is gone, and it did not finish just before that
+        // (READY comes before the unlock: read the state again after looking at the lock).
+        let creator_gone = !os::ofd_held_elsewhere(&fd, layout::CREATOR_LOCK_BYTE)
+            && os::read_prefix(&fd, &mut buf)
+                .is_ok_and(|n| layout::snapshot(&buf[..n]).is_some_and(|again| again.state != layout::STATE_READY));
+        return Err(if creator_gone {
             Error::Abandoned { name: name.to_owned(), pid: h.creator_pid }
         } else {
             Error::NotReady { name: name.to_owned(), waited: Duration::ZERO }

@@ -1,100 +1,113 @@
 //! The deque's lock and its recovery.
 //!
-//! A process-shared robust pthread mutex in the header guards the ring word and the slots. [`LockCell`]'s
-//! methods here are the only code that calls pthread on it: replacing the lock means replacing this file.
+//! A futex word of our own in the header ([`LockWord`]) guards the ring word and the slots. Its owner is a
+//! registration (see `registry.rs`), not a thread id: a thread id means something only inside its PID
+//! namespace, and two processes that are each pid 1 in their own container would look like one. Taking a
+//! free lock is one compare-and-swap of 0 for the handle's owner word; releasing it is one swap back to 0,
+//! plus a `FUTEX_WAKE` only when the word says that someone sleeps on it.
 //!
-//! A locker first tries once; if the lock is held it spins briefly (bounded by [`LOCK_SPIN`]), because
-//! critical sections are a memcpy long and a sleep costs far more, and then blocks in the kernel. Between
-//! its looks at a held lock a single-message operation backs off exponentially, so that a busy producer and
-//! consumer take the lock in runs rather than handing its cache line back and forth for every message; a
-//! batch looks after every PAUSE. A locker that finds the previous holder died (`EOWNERDEAD`) validates the
-//! ring, marks the mutex consistent and counts a recovery. Since a push writes its payload before the single
-//! ring-word store that publishes it, a holder killed at any instant leaves nothing torn.
+//! A locker that finds the lock held spins briefly (bounded by [`LOCK_SPIN`]), backing off between looks,
+//! because critical sections are a memcpy long and a sleep costs far more; then it marks the word
+//! [`LOCK_WAITERS`] and sleeps on it. Nobody wakes a waiter when a holder dies, so a sleeping waiter looks
+//! again every [`LOCK_RECHECK`]: if the owner's registration is dead (its file lock released by the kernel,
+//! or its entry taken again in a later generation), the waiter takes the lock over with a
+//! compare-and-swap, validates the ring, counts a recovery and wakes the sleepers the dead holder may have
+//! owed a wake-up. Since a push writes its payload before the single ring-word store that publishes it, a
+//! holder killed at any instant leaves nothing torn.
+//!
+//! The word also records a token of the holding thread, so that a thread locking a deque it holds already
+//! (through any handle) gets [`Error::AlreadyLocked`] instead of waiting for itself.
 
-use std::io;
-use std::time::Instant;
+use std::cell::Cell;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::time::{Duration, Instant};
 
 use crate::err::Error;
 use crate::guard::{RawLockGuard, bump};
-use crate::layout::LockCell;
-use crate::os::{self, LockFail, Locked};
+use crate::layout::{LOCK_WAITERS, LockWord, unpack_lock};
+use crate::os;
 use crate::raw::RawDeque;
-use crate::tuning::{LOCK_BACKOFF_MAX, LOCK_SPIN, SPIN_POLLS};
+use crate::tuning::{LOCK_BACKOFF_MAX, LOCK_RECHECK, LOCK_SPIN, SPIN_POLLS};
 use crate::wait::Blocked;
 
-// Every method below calls pthread on `self.0`. What makes that sound: a `LockCell` is only reachable
-// through the `Header` of a mapped segment (`Segment::header`), which stays mapped while it is borrowed, and
-// `Segment::attach` hands out only segments whose creator initialized the mutex with `os::mutex_init` before
-// it published the READY state. glibc's robust mutex functions touch only the mutex's own bytes (and this
-// thread's robust list); a mutex that garbage was written over yields error codes, which are mapped below.
-impl LockCell {
-    /// One attempt to take the lock, without blocking.
+/// How a lock attempt that got the lock found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// Free.
+    Clean,
+    /// Held by a registration that is dead: the caller now holds it and must recover.
+    OwnerDied,
+}
+
+/// Why a lock attempt did not get the lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockFail {
+    /// The deadline passed.
+    TimedOut,
+    /// This thread holds it already.
+    Deadlock,
+}
+
+thread_local! {
+    /// This thread's token (see [`thread_token`]); 0 until first used.
+    static TOKEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A value unique to this thread among the live threads of this process, and unlike any other process's:
+/// the address of this thread's [`TOKEN`] mixed with a random number drawn once per process. Never 0.
+#[inline]
+fn thread_token() -> u64 {
+    TOKEN.with(|t| {
+        let v = t.get();
+        if v != 0 {
+            return v;
+        }
+        static PROCESS: OnceLock<u64> = OnceLock::new();
+        let nonce = *PROCESS.get_or_init(|| RandomState::new().hash_one(0x5348_4d44_u64));
+        let v = (nonce ^ t as *const Cell<u64> as u64) | 1;
+        t.set(v);
+        v
+    })
+}
+
+impl LockWord {
+    /// One attempt to take a free lock as `me` (an owner word from `layout::lock_owner`).
     #[inline]
-    pub(crate) fn try_lock(&self) -> Result<Locked, LockFail> {
-        // SAFETY: an initialized, mapped process-shared mutex (see above).
-        unsafe { os::mutex_trylock(self.0.get()) }
+    pub(crate) fn try_lock(&self, me: u32) -> bool {
+        if self.word.compare_exchange(0, me, Acquire, Relaxed).is_ok() {
+            self.holder.store(thread_token(), Relaxed);
+            return true;
+        }
+        false
     }
 
-    /// Whether the lock word shows an owner: a plain read, a hint for spinners (see `os::mutex_looks_held`).
+    /// Whether the word names an owner: a plain read, a hint for spinners.
     #[inline]
     pub(crate) fn looks_held(&self) -> bool {
-        // SAFETY: as in `try_lock`.
-        unsafe { os::mutex_looks_held(self.0.get()) }
+        unpack_lock(self.word.load(Relaxed)).is_some()
     }
 
-    /// After a first [`try_lock`](Self::try_lock) that returned `first`: if the lock was busy, spins for up
-    /// to [`LOCK_SPIN`] with pauses between looks that double up to `max_pauses` PAUSEs, then blocks in the
-    /// kernel until `deadline` (forever with `None`).
-    #[inline(never)]
-    pub(crate) fn acquire(
-        &self,
-        first: Result<Locked, LockFail>,
-        deadline: Option<Instant>,
-        max_pauses: u32,
-    ) -> Result<Locked, LockFail> {
-        if !matches!(first, Err(LockFail::Busy)) {
-            return first;
+    /// Takes the lock from the value `seen` (no owner, or a dead one) if the word still holds it, keeping
+    /// the waiters flag and adding `waiters`.
+    fn take_from(&self, seen: u32, me: u32, waiters: u32) -> bool {
+        let new = me | (seen & LOCK_WAITERS) | waiters;
+        if self.word.compare_exchange(seen, new, Acquire, Relaxed).is_ok() {
+            self.holder.store(thread_token(), Relaxed);
+            return true;
         }
-        // Each look pulls the lock's cache line away from the holder; backing off lets the holder take the
-        // lock again and again from its own cache (see docs/DESIGN.md, LOCK_BACKOFF_MAX). The first looks
-        // still come within a few PAUSEs, for the common case of a holder about to unlock.
-        let spin_until = Instant::now() + LOCK_SPIN;
-        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
-        let mut pauses = 1u32;
-        let mut looks = 0u32;
-        loop {
-            for _ in 0..pauses {
-                std::hint::spin_loop();
-            }
-            if !self.looks_held() {
-                let r = self.try_lock();
-                if !matches!(r, Err(LockFail::Busy)) {
-                    return r;
-                }
-            }
-            pauses = (pauses * 2).min(max_pauses);
-            looks = looks.wrapping_add(1);
-            // The clock costs about as much as a few PAUSEs: read it once per SPIN_POLLS short looks.
-            if (pauses >= SPIN_POLLS || looks.is_multiple_of(SPIN_POLLS)) && Instant::now() >= spin_until {
-                // SAFETY: as in `try_lock`.
-                return unsafe { os::mutex_lock(self.0.get(), deadline) };
-            }
-        }
+        false
     }
 
-    /// Marks the mutex usable again after its owner died; the caller got [`Locked::OwnerDied`].
-    fn mark_consistent(&self) -> io::Result<()> {
-        // SAFETY: as in `try_lock`; the calling thread holds the mutex in the owner-died state (the contract
-        // of `os::mutex_consistent`), which the only caller, `RawDeque::recover`, has just been told.
-        unsafe { os::mutex_consistent(self.0.get()) }
-    }
-
-    /// Releases the lock; called only by the guard that holds it.
+    /// Releases the lock; called only by the guard that holds it. The holder token is cleared first, so that
+    /// a thread that sees another owner in the word can never read its own old token next to it.
     #[inline]
     pub(crate) fn unlock(&self) {
-        // SAFETY: as in `try_lock`; the only caller is `RawLockGuard::drop`, and a guard exists only while
-        // this thread holds the lock (the contract of `os::mutex_unlock`).
-        unsafe { os::mutex_unlock(self.0.get()) }
+        self.holder.store(0, Relaxed);
+        if self.word.swap(0, Release) & LOCK_WAITERS != 0 {
+            os::futex_wake(&self.word, 1);
+        }
     }
 }
 
@@ -122,8 +135,8 @@ impl RawDeque {
     /// ```
     ///
     /// # Errors
-    /// [`Error::AlreadyLocked`] if this thread holds the lock already; [`Error::Corrupted`] if the lock was
-    /// left unrecoverable.
+    /// [`Error::AlreadyLocked`] if this thread holds the lock already; [`Error::Corrupted`] if a dead holder
+    /// left the ring inconsistent.
     pub fn lock(&self) -> Result<RawLockGuard<'_>, Error> {
         self.lock_until(None, LOCK_BACKOFF_MAX).map_err(|b| match b {
             Blocked::Failed(e) => *e,
@@ -132,53 +145,103 @@ impl RawDeque {
     }
 
     /// Takes the lock, spinning with pauses up to `max_pauses` PAUSEs, then sleeping until `deadline`.
-    /// Inline, so that the usual case compiles to one trylock and a branch inside each operation; the rest is
-    /// out of line (a 64-byte push+pop in one process went from 157 to 108 ns with this split).
+    /// Inline, so that the usual case compiles to one compare-and-swap and a branch inside each operation;
+    /// the rest is out of line.
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Instant>, max_pauses: u32) -> Result<RawLockGuard<'_>, Blocked> {
-        let cell = &self.header().lock;
-        match cell.try_lock() {
-            Ok(Locked::Clean) => Ok(RawLockGuard::new(self)),
-            first => self.lock_slow(cell.acquire(first, deadline, max_pauses)),
+        if self.header().lock.try_lock(self.me) {
+            return Ok(RawLockGuard::new(self));
         }
+        self.lock_slow(deadline, max_pauses)
     }
 
-    /// The outcome of a lock attempt that did not simply succeed: recovery and errors.
+    /// The rest of [`lock_until`](Self::lock_until): spinning, sleeping, recovery and errors.
     #[inline(never)]
-    fn lock_slow(&self, r: Result<Locked, LockFail>) -> Result<RawLockGuard<'_>, Blocked> {
+    fn lock_slow(&self, deadline: Option<Instant>, max_pauses: u32) -> Result<RawLockGuard<'_>, Blocked> {
         let failed = |e: Error| Blocked::Failed(Box::new(e));
-        // A guard is made only once the lock is held: its Drop unlocks, and on EDEADLK the lock belongs to
-        // another guard of this thread that must stay locked.
-        match r {
+        match self.acquire(deadline, max_pauses) {
             Ok(Locked::Clean) => Ok(RawLockGuard::new(self)),
             Ok(Locked::OwnerDied) => {
-                let guard = RawLockGuard::new(self);
-                self.recover(&guard).map_err(failed)?;
+                let mut guard = RawLockGuard::new(self);
+                self.recover(&mut guard).map_err(failed)?;
                 Ok(guard)
             }
             Err(LockFail::TimedOut) => Err(Blocked::Timeout),
-            Err(LockFail::Busy) => Err(Blocked::WouldBlock),
             Err(LockFail::Deadlock) => Err(failed(Error::AlreadyLocked { name: self.name().to_owned() })),
-            Err(LockFail::NotRecoverable) => {
-                Err(failed(self.corrupted("its lock was left unrecoverable by a crashed process")))
+        }
+    }
+
+    /// Spins, then sleeps, until the lock is free or its owner is found dead, or the deadline passes.
+    fn acquire(&self, deadline: Option<Instant>, max_pauses: u32) -> Result<Locked, LockFail> {
+        let lock = &self.header().lock;
+        // Each look pulls the lock's cache line away from the holder; backing off lets the holder take the
+        // lock again and again from its own cache (docs/DESIGN.md, LOCK_BACKOFF_MAX). The first looks still
+        // come within a few PAUSEs, for the common case of a holder about to unlock.
+        let spin_until = Instant::now() + LOCK_SPIN;
+        let spin_until = deadline.map_or(spin_until, |d| d.min(spin_until));
+        let (mut pauses, mut looks) = (1u32, 0u32);
+        loop {
+            let seen = lock.word.load(Relaxed);
+            match unpack_lock(seen) {
+                None if lock.take_from(seen, self.me, 0) => return Ok(Locked::Clean),
+                None => {}
+                Some(_) if lock.holder.load(Relaxed) == thread_token() => return Err(LockFail::Deadlock),
+                Some(_) => {}
             }
-            Err(LockFail::Other(source)) => {
-                Err(failed(Error::Os { name: self.name().to_owned(), op: "taking the lock", source }))
+            for _ in 0..pauses {
+                std::hint::spin_loop();
             }
+            pauses = (pauses * 2).min(max_pauses);
+            looks = looks.wrapping_add(1);
+            // The clock costs about as much as a few PAUSEs: read it once per SPIN_POLLS short looks.
+            if (pauses >= SPIN_POLLS || looks.is_multiple_of(SPIN_POLLS)) && Instant::now() >= spin_until {
+                break;
+            }
+        }
+        // Sleep on the word, looking at the owner's liveness first and then every LOCK_RECHECK: nobody wakes
+        // a waiter when a holder dies. A waiter that took the lock after sleeping keeps the waiters flag set,
+        // since others may still sleep.
+        let mut check_owner = true;
+        loop {
+            let seen = lock.word.load(Acquire);
+            let Some((index, generation)) = unpack_lock(seen) else {
+                if lock.take_from(seen, self.me, LOCK_WAITERS) {
+                    return Ok(Locked::Clean);
+                }
+                continue;
+            };
+            if check_owner && !self.seg.lock_owner_alive(&self.own, index, generation) {
+                if lock.take_from(seen, self.me, 0) {
+                    return Ok(Locked::OwnerDied);
+                }
+                continue;
+            }
+            if seen & LOCK_WAITERS == 0
+                && lock.word.compare_exchange(seen, seen | LOCK_WAITERS, Relaxed, Relaxed).is_err()
+            {
+                continue;
+            }
+            let now = Instant::now();
+            let nap = match deadline {
+                Some(d) if now >= d => return Err(LockFail::TimedOut),
+                Some(d) => (d - now).min(LOCK_RECHECK),
+                None => LOCK_RECHECK,
+            };
+            os::futex_wait(&lock.word, seen | LOCK_WAITERS, Some(nap));
+            // A wake-up means the lock changed hands: look at the new owner only if it keeps this one waiting
+            // a whole interval.
+            check_owner = now.elapsed() >= nap.saturating_sub(Duration::from_micros(100));
         }
     }
 
     /// The previous holder died inside the critical section. Because every change is published by one store
     /// of the ring word after the payload is in place, the ring is consistent; check it anyway (the segment
-    /// is untrusted), then mark the mutex usable again and count the recovery.
-    fn recover(&self, guard: &RawLockGuard<'_>) -> Result<(), Error> {
-        self.header().lock.mark_consistent().map_err(|source| Error::Os {
-            name: self.name().to_owned(),
-            op: "recovering the lock",
-            source,
-        })?;
+    /// is untrusted), count the recovery, and make the guard wake both kinds of sleepers when it unlocks:
+    /// the dead holder may have changed the deque without living to wake anyone.
+    fn recover(&self, guard: &mut RawLockGuard<'_>) -> Result<(), Error> {
         // Wrapping, like every counter: the header is untrusted and a plain `+ 1` panics on u64::MAX.
         bump(&self.header().ring.recoveries, 1);
+        guard.owe_wake_ups();
         guard.validate()
     }
 }

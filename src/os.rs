@@ -1,6 +1,6 @@
-//! Everything Linux-specific, in one place so that a port has one file to rewrite: the process-shared robust
-//! mutex, futex waits, POSIX shared-memory files beyond what `shared_memory` offers (reserving pages, mode,
-//! unlinking, listing), and process liveness.
+//! Everything Linux-specific, in one place so that a port has one file to rewrite: futex waits, open file
+//! description locks (the liveness of registrations), and POSIX shared-memory files beyond what
+//! `shared_memory` offers (reserving pages, mode, unlinking, listing).
 //!
 //! Why futexes and not pthread condition variables: a condition variable in shared memory keeps waiter
 //! bookkeeping inside itself, and glibc's (2.36, measured) is left inconsistent when blocked waiters are
@@ -10,167 +10,13 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 
 /// Directory where Linux exposes POSIX shared-memory objects.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
 /// Longest segment name accepted (NAME_MAX less the leading slash).
 pub(crate) const MAX_NAME_LEN: usize = 254;
-
-/// How a lock attempt ended when it did get the lock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Locked {
-    /// Normal acquisition.
-    Clean,
-    /// The previous holder died holding the lock; the caller now holds it and must make it consistent.
-    OwnerDied,
-}
-
-/// Why a lock attempt did not get the lock.
-#[derive(Debug)]
-pub(crate) enum LockFail {
-    /// Held by someone else (try-lock only).
-    Busy,
-    /// The deadline passed.
-    TimedOut,
-    /// This thread holds it already.
-    Deadlock,
-    /// The mutex was left unrecoverable (a holder died and nobody marked it consistent).
-    NotRecoverable,
-    Other(io::Error),
-}
-
-unsafe extern "C" {
-    // glibc >= 2.30; libc does not bind it. Same contract as pthread_mutex_timedlock, but the absolute
-    // deadline is read on the given clock, so a wall-clock step cannot stretch or cut a timeout.
-    fn pthread_mutex_clocklock(
-        mutex: *mut libc::pthread_mutex_t,
-        clockid: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> libc::c_int;
-}
-
-/// Initializes a process-shared, robust, error-checking mutex in place.
-///
-/// # Safety
-/// `m` must point to writable memory of a `pthread_mutex_t` that no other thread or process uses until this
-/// returns (the creator runs it before publishing the segment).
-pub(crate) unsafe fn mutex_init(m: *mut libc::pthread_mutex_t) -> io::Result<()> {
-    let mut attr = std::mem::MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
-    let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) };
-    // SAFETY: attr is initialized by pthread_mutexattr_init before any other use and destroyed once; `m` is
-    // exclusively ours per this function's contract.
-    unsafe {
-        check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
-        let a = attr.as_mut_ptr();
-        let r = check(libc::pthread_mutexattr_setpshared(a, libc::PTHREAD_PROCESS_SHARED))
-            .and_then(|_| check(libc::pthread_mutexattr_setrobust(a, libc::PTHREAD_MUTEX_ROBUST)))
-            .and_then(|_| check(libc::pthread_mutexattr_settype(a, libc::PTHREAD_MUTEX_ERRORCHECK)))
-            .and_then(|_| check(libc::pthread_mutex_init(m, a)));
-        libc::pthread_mutexattr_destroy(a);
-        r
-    }
-}
-
-#[inline]
-fn lock_result(rc: libc::c_int) -> Result<Locked, LockFail> {
-    match rc {
-        0 => Ok(Locked::Clean),
-        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
-        libc::EBUSY => Err(LockFail::Busy),
-        libc::ETIMEDOUT => Err(LockFail::TimedOut),
-        libc::EDEADLK => Err(LockFail::Deadlock),
-        libc::ENOTRECOVERABLE => Err(LockFail::NotRecoverable),
-        rc => Err(LockFail::Other(io::Error::from_raw_os_error(rc))),
-    }
-}
-
-/// Tries to take the mutex without blocking.
-///
-/// # Safety
-/// `m` must point to a mutex initialized by [`mutex_init`] in memory that stays mapped for the call.
-#[inline]
-pub(crate) unsafe fn mutex_trylock(m: *mut libc::pthread_mutex_t) -> Result<Locked, LockFail> {
-    // SAFETY: per this function's contract, `m` is an initialized process-shared mutex.
-    lock_result(unsafe { libc::pthread_mutex_trylock(m) })
-}
-
-/// Whether the mutex's lock word shows an owner: a plain read, so that a spinning locker can wait for the
-/// lock to look free without taking the cache line away from the holder. A hint only; the lock itself is
-/// taken with [`mutex_trylock`]. Reads glibc's lock word (the first `int` of `pthread_mutex_t`: the owner's
-/// thread id and flag bits) and looks at the thread id only: when an owner dies the kernel leaves just the
-/// owner-died flag there, and the next trylock gets `EOWNERDEAD` at once instead of after a spin. Elsewhere
-/// it always answers "free", which only costs a trylock.
-///
-/// # Safety
-/// As for [`mutex_trylock`].
-#[inline]
-pub(crate) unsafe fn mutex_looks_held(m: *mut libc::pthread_mutex_t) -> bool {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: `m` points to an initialized, mapped, 4-aligned pthread_mutex_t whose first field is glibc's
-        // `int __lock`, which glibc itself only changes with atomic instructions; this is an atomic read of it.
-        let word = unsafe { AtomicI32::from_ptr(m.cast::<i32>()) }.load(Ordering::Relaxed);
-        word as u32 & libc::FUTEX_TID_MASK != 0
-    }
-    #[cfg(not(target_env = "gnu"))]
-    {
-        let _ = m;
-        false
-    }
-}
-
-/// Takes the mutex, blocking until `deadline` (or forever with `None`).
-///
-/// # Safety
-/// As for [`mutex_trylock`].
-pub(crate) unsafe fn mutex_lock(m: *mut libc::pthread_mutex_t, deadline: Option<Instant>) -> Result<Locked, LockFail> {
-    let Some(deadline) = deadline else {
-        // SAFETY: per this function's contract, `m` is an initialized process-shared mutex.
-        return lock_result(unsafe { libc::pthread_mutex_lock(m) });
-    };
-    let abs = monotonic_deadline(deadline.saturating_duration_since(Instant::now()));
-    // SAFETY: as above; `abs` is a normalized timespec that lives across the call.
-    lock_result(unsafe { pthread_mutex_clocklock(m, libc::CLOCK_MONOTONIC, &abs) })
-}
-
-/// Marks a mutex whose owner died as consistent again.
-///
-/// # Safety
-/// The calling thread must hold `m`, obtained with [`Locked::OwnerDied`].
-pub(crate) unsafe fn mutex_consistent(m: *mut libc::pthread_mutex_t) -> io::Result<()> {
-    // SAFETY: per this function's contract the caller holds the mutex in the owner-died state.
-    match unsafe { libc::pthread_mutex_consistent(m) } {
-        0 => Ok(()),
-        rc => Err(io::Error::from_raw_os_error(rc)),
-    }
-}
-
-/// Releases the mutex.
-///
-/// # Safety
-/// The calling thread must hold `m`.
-#[inline]
-pub(crate) unsafe fn mutex_unlock(m: *mut libc::pthread_mutex_t) {
-    // SAFETY: per this function's contract the caller holds the mutex. An error-checking mutex reports
-    // misuse with EPERM instead of corrupting its state; there is nothing useful to do with it here.
-    let _ = unsafe { libc::pthread_mutex_unlock(m) };
-}
-
-/// `now + d` on CLOCK_MONOTONIC as a normalized timespec (tv_nsec < 1e9), saturating far in the future.
-fn monotonic_deadline(d: Duration) -> libc::timespec {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC is always supported on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    let mut sec = now.tv_sec.saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t);
-    let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
-    if nsec >= 1_000_000_000 {
-        nsec -= 1_000_000_000;
-        sec = sec.saturating_add(1);
-    }
-    libc::timespec { tv_sec: sec, tv_nsec: nsec }
-}
 
 /// Sleeps while `word` still holds `expected`, for at most `timeout` (measured by the kernel on
 /// CLOCK_MONOTONIC). Returns on a wake-up, a value change, a signal or the timeout; the caller re-checks.
@@ -284,43 +130,55 @@ pub(crate) fn list_names() -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// This process's id, as its own pid namespace sees it: recorded in a header for people to read, never
+/// used to decide anything (another namespace sees other ids).
 pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
 
-/// State letter and start time (fields 3 and 22 of /proc/PID/stat), if the process exists.
-fn proc_stat(pid: u32) -> Option<(char, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain anything: split after the last ')'.
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // Field 3 was just taken; start time is field 22, 19 further on.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+/// An open file description lock on one byte of a file: a `flock` for `F_OFD_SETLK` / `F_OFD_GETLK`.
+fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
+    // SAFETY: `flock` is a plain C struct for which all-zero bytes are a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    // l_pid must be 0 for the OFD commands.
+    fl
 }
 
-/// A 32-bit tag of a process's start time, or 0 if it cannot be read. Together with the pid it tells a live
-/// process from a later one that got the same pid.
-pub(crate) fn start_tag(pid: u32) -> u32 {
-    proc_stat(pid).map_or(0, |(_, start)| start as u32 | 1)
+/// Tries to take a write lock on byte `byte` of the file through `fd`'s open file description, without
+/// waiting. `Ok(true)`: taken (or already held through this very description); `Ok(false)`: held through
+/// another description. The kernel releases it when the description's last descriptor closes, whoever
+/// closes it and however the process ends, and judges it the same in every PID namespace.
+pub(crate) fn ofd_try_lock(fd: &OwnedFd, byte: u64) -> io::Result<bool> {
+    let fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    // SAFETY: plain fcntl on a valid descriptor with a valid, live `flock`.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    match io::Error::last_os_error() {
+        e if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        e => Err(e),
+    }
 }
 
-/// Whether process `pid` is alive (not a zombie) and, when `tag` is nonzero, is the same process that had
-/// that start tag. Assumes the processes share one pid namespace; when /proc cannot tell, a process that
-/// exists counts as alive.
-pub(crate) fn process_alive(pid: u32, tag: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
+/// Releases this description's lock on byte `byte` (nothing happens if it holds none).
+pub(crate) fn ofd_unlock(fd: &OwnedFd, byte: u64) {
+    let fl = ofd_flock(libc::F_UNLCK as libc::c_short, byte);
+    // SAFETY: as in `ofd_try_lock`. Unlocking cannot fail on a valid descriptor and range.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+}
+
+/// Whether another open file description holds a lock on byte `byte`: that registration's process is
+/// alive. A lock held through `fd`'s own description does not count (the caller knows its own). When the
+/// kernel cannot tell, the answer is "held", which only delays a recovery.
+pub(crate) fn ofd_held_elsewhere(fd: &OwnedFd, byte: u64) -> bool {
+    let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+    // SAFETY: as in `ofd_try_lock`; F_OFD_GETLK writes the conflicting lock, if any, into `fl`.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return true;
     }
-    // SAFETY: signal 0 performs only the existence and permission check.
-    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
-        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    if !exists {
-        return false;
-    }
-    match proc_stat(pid) {
-        Some((state, _)) if state == 'Z' || state == 'X' => false,
-        Some((_, start)) => tag == 0 || start as u32 | 1 == tag,
-        None => true,
-    }
+    fl.l_type != libc::F_UNLCK as libc::c_short
 }

@@ -3,15 +3,13 @@
 //! typed [`SharedDeque`](crate::SharedDeque) is a thin codec layer over this.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::time::Instant;
 
 use crate::err::{Error, PopError, PushError};
 use crate::grid::wait_forms;
-use crate::layout::{self, Header};
-use crate::os;
+use crate::layout::{self, Header, KIND_HANDLE, KIND_PRODUCER, MAX_REGISTRATIONS};
+use crate::registry::{Own, Registered};
 use crate::ring::End;
 use crate::segment::Segment;
-use crate::tuning::{DETACH_LOCK_TIMEOUT, LOCK_BACKOFF_MAX};
 use crate::wait::{self, SpinBudget};
 use crate::{Config, Stats};
 
@@ -53,6 +51,11 @@ pub struct RawDeque {
     pub(crate) seg: Segment,
     /// This handle's adaptive spin before a wait sleeps.
     pub(crate) spin: SpinBudget,
+    /// This handle's registration (see `registry.rs`), and the lock word that names it as the owner.
+    pub(crate) reg: Registered,
+    pub(crate) me: u32,
+    /// The registrations this handle holds: its own and its producers'.
+    pub(crate) own: Own,
 }
 
 impl std::fmt::Debug for RawDeque {
@@ -66,14 +69,16 @@ impl std::fmt::Debug for RawDeque {
 }
 
 impl RawDeque {
+    /// Opens the segment and registers this handle in it. Nothing is counted before the registration
+    /// succeeds, and a handle that exists is registered: its drop gives back exactly what it took.
     pub(crate) fn attach(cfg: &Config) -> Result<RawDeque, Error> {
-        let deque = RawDeque { seg: Segment::attach(cfg)?, spin: SpinBudget::new() };
-        {
-            let g = deque.lock()?;
-            let attached = &g.header().ring.attached;
-            attached.store(attached.load(Relaxed).saturating_add(1), Relaxed);
-        }
-        Ok(deque)
+        let seg = Segment::attach(cfg)?;
+        let own = Own::default();
+        let reg = seg
+            .register(&own, KIND_HANDLE)?
+            .ok_or_else(|| Error::TooManyHandles { name: seg.name().to_owned(), max: MAX_REGISTRATIONS })?;
+        let me = layout::lock_owner(reg.index, reg.generation);
+        Ok(RawDeque { seg, spin: SpinBudget::new(), reg, me, own })
     }
 
     #[inline]
@@ -477,9 +482,12 @@ impl RawDeque {
     pub fn stats(&self) -> Result<Stats, Error> {
         let file = self.seg.file_info()?;
         let g = self.lock()?;
+        // Free what dead processes left registered, so that every count below is exact.
+        self.seg.reap(&self.own, true);
         let r = &g.header().ring;
         let (_, len) = layout::unpack_ring(r.ring.load(Relaxed));
-        let producers = g.header().producers.iter().filter(|w| producer_alive(w.load(Relaxed))).count() as u32;
+        let producers = self.seg.count_alive(&self.own, KIND_PRODUCER);
+        let attached = self.seg.count_alive(&self.own, KIND_HANDLE);
         Ok(Stats {
             name: self.name().to_owned(),
             capacity: self.seg.capacity,
@@ -487,7 +495,7 @@ impl RawDeque {
             len: len.min(self.seg.capacity),
             closed: r.closed.load(Relaxed) != 0,
             producers,
-            attached: r.attached.load(Relaxed),
+            attached,
             pushed: r.pushed.load(Relaxed),
             popped: r.popped.load(Relaxed),
             lock_recoveries: r.recoveries.load(Relaxed),
@@ -499,9 +507,10 @@ impl RawDeque {
         })
     }
 
-    /// Registers the calling process as a producer of this deque. Producers are counted in
-    /// [`Stats::producers`]; the registration of a process that died is reclaimed by the next registration.
-    /// Tools use it to close the deque when the last producer leaves ([`Producer::leave`]).
+    /// Registers the calling process as a producer of this deque. Live producers are counted in
+    /// [`Stats::producers`], in every process and container that shares the deque; a producer whose process
+    /// died stops counting at once. Tools use it to close the deque when the last producer leaves
+    /// ([`Producer::leave`]).
     ///
     /// # Examples
     ///
@@ -521,42 +530,23 @@ impl RawDeque {
     /// # Errors
     /// [`Error::TooManyProducers`] when every slot is held by a live process; errors of [`lock`](Self::lock).
     pub fn register_producer(&self) -> Result<Producer<'_>, Error> {
-        let pid = os::current_pid();
-        let word = layout::producer_word(pid, os::start_tag(pid));
-        let g = self.lock()?;
-        let table = &g.header().producers;
-        for w in table {
-            let v = w.load(Relaxed);
-            if v != 0 && !producer_alive(v) {
-                w.store(0, Relaxed);
-            }
-        }
-        let slot = table
-            .iter()
-            .position(|w| w.load(Relaxed) == 0)
-            .ok_or(Error::TooManyProducers { name: self.name().to_owned(), max: layout::MAX_PRODUCERS })?;
-        table[slot].store(word, Relaxed);
-        g.recount_producers();
-        Ok(Producer { deque: self, slot, word, left: false })
+        let reg = self
+            .seg
+            .register(&self.own, KIND_PRODUCER)?
+            .ok_or_else(|| Error::TooManyProducers { name: self.name().to_owned(), max: MAX_REGISTRATIONS })?;
+        Ok(Producer { deque: self, reg, left: false })
     }
 }
 
-fn producer_alive(word: u64) -> bool {
-    let (pid, tag) = layout::unpack_producer(word);
-    word != 0 && os::process_alive(pid, tag)
-}
-
 impl Drop for RawDeque {
-    /// Detaches. The last handle to leave a closed and drained deque removes its name, so that a finished
-    /// producer/consumer run leaves nothing in /dev/shm.
+    /// Detaches: gives the registration back. The last live handle to leave a closed and drained deque
+    /// removes its name, so that a finished producer/consumer run leaves nothing in /dev/shm, whoever was
+    /// killed before (a dead process's handles do not count).
     fn drop(&mut self) {
-        // Bounded: a lock held by a stopped process must not hang a detaching one (the count then stays).
-        let Ok(g) = self.lock_until(Some(Instant::now() + DETACH_LOCK_TIMEOUT), LOCK_BACKOFF_MAX) else { return };
-        let r = &g.header().ring;
-        let attached = r.attached.load(Relaxed).saturating_sub(1);
-        r.attached.store(attached, Relaxed);
-        let (_, len) = layout::unpack_ring(r.ring.load(Relaxed));
-        if attached == 0 && len == 0 && r.closed.load(Relaxed) != 0 {
+        self.seg.unregister(&self.own, self.reg);
+        let r = &self.header().ring;
+        let (_, len) = layout::unpack_ring(r.ring.load(Acquire));
+        if len == 0 && r.closed.load(Acquire) != 0 && self.seg.count_alive(&self.own, KIND_HANDLE) == 0 {
             self.seg.unlink_if_same();
         }
     }
@@ -566,8 +556,7 @@ impl Drop for RawDeque {
 #[derive(Debug)]
 pub struct Producer<'a> {
     deque: &'a RawDeque,
-    slot: usize,
-    word: u64,
+    reg: Registered,
     left: bool,
 }
 
@@ -586,12 +575,13 @@ impl Producer<'_> {
             return Ok(false);
         }
         self.left = true;
-        let mut g = self.deque.lock()?;
-        let table = &g.header().producers;
-        // Only our own registration: a reaped and reused slot belongs to someone else now.
-        let _ = table[self.slot].compare_exchange(self.word, 0, Relaxed, Relaxed);
-        let live = table.iter().filter(|w| producer_alive(w.load(Relaxed))).count();
-        g.recount_producers();
+        let seg = &self.deque.seg;
+        // Under the lock, so that of two last producers leaving at once exactly one closes; given back even
+        // if the lock cannot be had.
+        let g = self.deque.lock();
+        seg.unregister(&self.deque.own, self.reg);
+        let mut g = g?;
+        let live = seg.count_alive(&self.deque.own, KIND_PRODUCER);
         if close_if_last && live == 0 && !g.is_closed() {
             g.close();
             return Ok(true);
@@ -602,6 +592,9 @@ impl Producer<'_> {
 
 impl Drop for Producer<'_> {
     fn drop(&mut self) {
-        let _ = self.leave_inner(false);
+        if !self.left {
+            self.left = true;
+            self.deque.seg.unregister(&self.deque.own, self.reg);
+        }
     }
 }

@@ -6,11 +6,13 @@
 //!   zero-length file in between: openers retry that until their open timeout.
 //! * The creator publishes [`STATE_READY`] with a Release store only after the header is fully initialized
 //!   (the SYNC POINT below); openers read it with Acquire and never look at anything else before it.
-//! * A creator that dies before READY leaves its pid (and the magic number) in the header, recorded before
-//!   the slow reservation of the pages: openers report it as abandoned, and an open-or-create takes it over
-//!   (one winner, by compare-and-swap on the pid). Only a creator killed in the few system calls between
-//!   creating the file and recording its pid leaves a segment that openers cannot tell from one still being
-//!   created (`NotReady` until someone removes it).
+//! * A creator holds an open file description lock on byte [`CREATOR_LOCK_BYTE`] of the file from before it
+//!   writes the magic number until after READY. The kernel releases it if the creator dies, in whatever PID
+//!   namespace: an opener that finds the magic number, no READY and that byte free reports the segment as
+//!   abandoned, and an open-or-create takes it over by taking the same lock (the kernel picks one winner,
+//!   and a winner that fails gives it back on every path, or by dying). Only a creator killed in the few
+//!   system calls between creating the file and writing the magic number leaves a segment that openers
+//!   cannot tell from one still being created (`NotReady` until someone removes it).
 //! * A size that the file system or the address space cannot take fails the create with `NoSpace`.
 //! * The file's pages are reserved with `posix_fallocate` so that a full /dev/shm fails the create instead
 //!   of raising SIGBUS on a later push, and the mode is set with `fchmod` (0600 unless the builder says otherwise).
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
 use crate::err::Error;
-use crate::layout::{self, HEADER_SIZE, Header, LAYOUT_VERSION, MAGIC, STATE_READY};
+use crate::layout::{self, CREATOR_LOCK_BYTE, HEADER_SIZE, Header, KIND_FREE, LAYOUT_VERSION, MAGIC, STATE_READY};
 use crate::os;
 use crate::{Config, CreateMode};
 
@@ -33,6 +35,7 @@ pub(crate) struct Segment {
     name: String,
     // Keeps the mapping alive; `header` and `slots` point into it.
     _map: Shmem,
+    /// This handle's own open file description of the segment file: its registrations are locks through it.
     fd: OwnedFd,
     header: *const Header,
     slots: *mut u8,
@@ -42,7 +45,7 @@ pub(crate) struct Segment {
 }
 
 // SAFETY: the mapping is plain shared memory that any thread may access; all header fields are atomics or
-// a process-shared mutex, and slot bytes are only touched while holding that mutex.
+// arrays of atomics, and slot bytes are only touched while holding the deque's lock.
 unsafe impl Send for Segment {}
 // SAFETY: as for Send; `&Segment` only hands out `&Header` (atomics) and slot pointers used under the lock.
 unsafe impl Sync for Segment {}
@@ -108,14 +111,37 @@ fn pause_point(_point: &str) {}
 enum Pending {
     Ready,
     Creating,
+    /// The creator died; the pid it recorded, for the message.
     Abandoned(u32),
+}
+
+/// The creator's lock on [`CREATOR_LOCK_BYTE`], held through a segment's description; released when
+/// dropped, on every path out of a creation or a takeover (and by the kernel if the process dies).
+struct CreatorLock<'a>(&'a OwnedFd);
+
+impl<'a> CreatorLock<'a> {
+    /// Takes the lock if nobody holds it.
+    fn try_take(fd: &'a OwnedFd, name: &str) -> Result<Option<CreatorLock<'a>>, Error> {
+        match os::ofd_try_lock(fd, CREATOR_LOCK_BYTE) {
+            Ok(true) => Ok(Some(CreatorLock(fd))),
+            Ok(false) => Ok(None),
+            Err(e) => Err(os_err(name, "locking the segment for its creation", e)),
+        }
+    }
+}
+
+impl Drop for CreatorLock<'_> {
+    fn drop(&mut self) {
+        os::ofd_unlock(self.0, CREATOR_LOCK_BYTE);
+    }
 }
 
 impl Segment {
     /// Creates, opens, or opens-or-creates the segment as the configuration says.
     pub(crate) fn attach(cfg: &Config) -> Result<Segment, Error> {
         check_name(&cfg.name)?;
-        let deadline = Instant::now() + cfg.open_timeout;
+        // A timeout too long for the clock waits as long as it takes.
+        let deadline = Instant::now().checked_add(cfg.open_timeout);
         loop {
             match cfg.create_mode {
                 CreateMode::CreateExclusive => return Segment::create(cfg),
@@ -123,7 +149,7 @@ impl Segment {
                 CreateMode::OpenOrCreate => match Segment::create(cfg) {
                     Err(Error::AlreadyExists { .. }) => match Segment::open(cfg, deadline) {
                         // Removed between our create and open: try creating again, within the timeout.
-                        Err(Error::NotFound { .. }) if Instant::now() < deadline => continue,
+                        Err(Error::NotFound { .. }) if deadline.is_none_or(|d| Instant::now() < d) => continue,
                         r => return r,
                     },
                     r => return r,
@@ -154,6 +180,14 @@ impl Segment {
             e
         };
         let fd = os::shm_open(name, true).map_err(|e| fail(os_err(name, "reopening the new segment", e)))?;
+        // Before anything else: a segment with the magic number and without this lock is abandoned.
+        if !os::ofd_try_lock(&fd, CREATOR_LOCK_BYTE).map_err(|e| fail(os_err(name, "locking the new segment", e)))? {
+            return Err(fail(Error::Os {
+                name: name.to_owned(),
+                op: "locking the new segment",
+                source: std::io::Error::other("another process holds the lock of a segment just created"),
+            }));
+        }
         let reserve = |fd: &OwnedFd, n: usize| {
             os::reserve(fd, n).map_err(|e| {
                 fail(match e.raw_os_error() {
@@ -162,13 +196,14 @@ impl Segment {
                 })
             })
         };
-        // Say what this file is and who is creating it before the long part. Reserving a large segment takes a
-        // while (every page is allocated and zeroed); a creator killed meanwhile must have left its pid, or
-        // openers could never tell the segment from one still being created and nobody could take it over, and
-        // the magic number, or `probe` (and so `shmdeque list`) would not recognize it as a deque at all. The
-        // header's own pages are reserved first, so that these stores cannot fault on a full /dev/shm.
+        // Say what this file is before the long part. Reserving a large segment takes a while (every page is
+        // allocated and zeroed); a creator killed meanwhile must have left the magic number, or openers could
+        // never tell the segment from one still being created and nobody could take it over, and `probe` (and
+        // so `shmdeque list`) would not recognize it as a deque at all. The header's own pages are reserved
+        // first, so that these stores cannot fault on a full /dev/shm.
         reserve(&fd, HEADER_SIZE)?;
         let seg = Segment::from_parts(name, map, fd, capacity, slot_size, len);
+        let creating = CreatorLock(&seg.fd);
         let h = seg.header();
         h.creator_pid.store(os::current_pid(), Relaxed);
         h.version.store(LAYOUT_VERSION, Relaxed);
@@ -178,6 +213,7 @@ impl Segment {
         pause_point("reserved");
         os::set_mode(&seg.fd, cfg.mode).map_err(|e| fail(os_err(name, "setting the segment's mode", e)))?;
         seg.initialize().map_err(fail)?;
+        drop(creating);
         Ok(seg)
     }
 
@@ -188,28 +224,22 @@ impl Segment {
         h.capacity.store(self.capacity as u64, Relaxed);
         h.slot_size.store(self.slot_size as u64, Relaxed);
         h.segment_len.store(self.len as u64, Relaxed);
-        // SAFETY: the mutex memory lies inside the mapping and nobody else touches it before READY.
-        unsafe { os::mutex_init(h.lock.0.get()) }.map_err(|e| Error::Os {
-            name: self.name.clone(),
-            op: "initializing the lock",
-            source: e,
-        })?;
+        h.lock.word.store(0, Relaxed);
+        h.lock.holder.store(0, Relaxed);
         pause_point("initializing");
         let r = &h.ring;
         r.ring.store(layout::pack_ring(0, 0), Relaxed);
-        for w in [&r.closed, &r.attached, &r.producers] {
-            w.store(0, Relaxed);
-        }
+        r.closed.store(0, Relaxed);
         for w in [&r.pushed, &r.popped, &r.recoveries, &r.high_water] {
             w.store(0, Relaxed);
         }
         for w in [&h.not_empty, &h.not_full] {
             w.seq.store(0, Relaxed);
-            w.idle_wakes.store(0, Relaxed);
             w.sleepers.store(0, Relaxed);
         }
-        for p in &h.producers {
-            p.store(0, Relaxed);
+        for e in &h.registrations {
+            e.kind.store(KIND_FREE, Relaxed);
+            e.asleep.iter().for_each(|a| a.store(0, Relaxed));
         }
         h.magic.store(MAGIC, Relaxed);
         h.version.store(LAYOUT_VERSION, Relaxed);
@@ -219,7 +249,7 @@ impl Segment {
         Ok(())
     }
 
-    fn open(cfg: &Config, deadline: Instant) -> Result<Segment, Error> {
+    fn open(cfg: &Config, deadline: Option<Instant>) -> Result<Segment, Error> {
         let name = cfg.name.as_str();
         let start = Instant::now();
         let not_ready = || Error::NotReady { name: name.to_owned(), waited: start.elapsed() };
@@ -228,7 +258,7 @@ impl Segment {
             let fd = os::shm_open(name, true).map_err(|e| os_err(name, "opening the segment", e))?;
             let info = os::file_info(&fd).map_err(|e| os_err(name, "reading the segment's size", e))?;
             if info.size == 0 {
-                if Instant::now() >= deadline {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(not_ready());
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -261,7 +291,9 @@ impl Segment {
         loop {
             match seg.pending()? {
                 Pending::Ready => break,
-                Pending::Creating if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+                Pending::Creating if deadline.is_none_or(|d| Instant::now() < d) => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
                 Pending::Creating => return Err(not_ready()),
                 Pending::Abandoned(pid) if cfg.create_mode == CreateMode::OpenOrCreate => {
                     seg.take_over(cfg, pid)?;
@@ -293,26 +325,33 @@ impl Segment {
         if magic != 0 && magic != MAGIC {
             return Err(Error::NotADeque { name: self.name.clone() });
         }
-        let pid = h.creator_pid.load(Relaxed);
-        if pid != 0 && !os::process_alive(pid, 0) {
-            return Ok(Pending::Abandoned(pid));
+        if magic == 0 || os::ofd_held_elsewhere(&self.fd, CREATOR_LOCK_BYTE) {
+            return Ok(Pending::Creating);
         }
-        Ok(Pending::Creating)
+        // The creator's lock is free: it died, or it finished just now (READY comes before the unlock).
+        if h.state.load(Acquire) == STATE_READY {
+            return Ok(Pending::Ready);
+        }
+        Ok(Pending::Abandoned(h.creator_pid.load(Relaxed)))
     }
 
-    /// Re-initializes a segment whose creator died before READY. Exactly one opener wins the pid swap; the
-    /// others keep polling and see READY once the winner is done.
+    /// Re-initializes a segment whose creator died before READY. Exactly one opener gets the creator's lock;
+    /// the others keep polling and see READY once the winner is done, or the segment abandoned again if the
+    /// winner fails: it gives the lock back on every path out of here (or the kernel does, if it dies).
     fn take_over(&mut self, cfg: &Config, dead_pid: u32) -> Result<(), Error> {
+        let fd = self.fd.try_clone().map_err(|e| os_err(&self.name, "taking over the segment", e))?;
+        let Some(_claim) = CreatorLock::try_take(&fd, &self.name)? else { return Ok(()) };
         let h = self.header();
-        if h.creator_pid.compare_exchange(dead_pid, os::current_pid(), Relaxed, Relaxed).is_err() {
+        // Another opener may have finished a takeover between our look and our lock.
+        if h.state.load(Acquire) == STATE_READY {
             return Ok(());
         }
         let wanted = layout::check_geometry(cfg.capacity as u64, cfg.slot_size as u64).map_err(Error::InvalidConfig)?;
         if wanted != self.len {
-            // Give the claim back so that the segment stays recognizably abandoned.
-            h.creator_pid.store(dead_pid, Relaxed);
             return Err(Error::Abandoned { name: self.name.clone(), pid: dead_pid });
         }
+        h.creator_pid.store(os::current_pid(), Relaxed);
+        pause_point("claimed");
         os::reserve(&self.fd, self.len).map_err(|e| os_err(&self.name, "reserving the segment's memory", e))?;
         os::set_mode(&self.fd, cfg.mode).map_err(|e| os_err(&self.name, "setting the segment's mode", e))?;
         self.capacity = cfg.capacity;
@@ -361,9 +400,14 @@ impl Segment {
         &self.name
     }
 
+    /// This handle's own description of the segment file (see `registry.rs`).
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned (so aligned for Header), lives as
-        // long as `self`, and every Header field is an atomic or a mutex cell, valid for any bit pattern and
+        // long as `self`, and every Header field is an atomic (or an array or padded struct of them), valid for any bit pattern and
         // safe to share between threads and processes.
         unsafe { &*self.header }
     }

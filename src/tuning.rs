@@ -31,11 +31,10 @@ pub(crate) const WAIT_SPIN_START_NS: u32 = 2_000;
 /// Spinning after which a waiter also yields the core each round: with a third process spinning, 0.5 / 1 /
 /// 2 us gave 7.2 / 8.3 / 9.6 us round trips; with a partner answering after 1 us, 1.54 / 1.29 / 1.29 us.
 pub(crate) const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);
-/// Wake-up calls in a row that woke fewer sleepers than counted before the count is forgotten as dead.
-pub(crate) const IDLE_WAKES_TO_FORGET: u32 = 64;
 /// Longest sleep before a sleeper looks again unwoken: a look costs ~60 us of CPU, so once a second.
 pub(crate) const SLEEP_RECHECK: Duration = Duration::from_secs(1);
 /// The same when the sleeper count could not take one more (only a garbage count gets there).
 pub(crate) const UNCOUNTED_SLEEP: Duration = Duration::from_millis(1);
-/// How long dropping a handle waits for the lock to update the attach count.
-pub(crate) const DETACH_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often a locker asleep on a held lock looks whether its owner died (nobody wakes it then): a killed
+/// holder's lock is taken over within about this long.
+pub(crate) const LOCK_RECHECK: Duration = Duration::from_millis(10);

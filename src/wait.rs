@@ -8,10 +8,12 @@
 //! under the lock and, only if someone sleeps, bumps the sequence after unlocking and calls `FUTEX_WAKE` for
 //! all of them: while the other side spins or nobody waits, a push or a pop costs no extra atomic operation
 //! and no system call. Waking all rather than one means a waiter killed right after its wake-up cannot
-//! swallow the wake-up another process needed. A killed sleeper leaves its count behind, which costs later
-//! signallers a system call each, until wake-ups on that word have woken fewer than were counted
-//! [`IDLE_WAKES_TO_FORGET`] times in a row and the count is forgotten. A sleeper looks at the deque again
-//! every [`SLEEP_RECHECK`] even if nobody wakes it.
+//! swallow the wake-up another process needed. A killed sleeper leaves its count behind in the wait word
+//! and in its registration; the first wake-up call that wakes fewer than were counted makes the signaller
+//! take back the counts of dead registrations (`registry.rs`), so the count is exact again. A sleeper
+//! looks at the deque again every [`SLEEP_RECHECK`] even if nobody wakes it, in case a signaller was
+//! killed between its unlock and its wake-up call (the `test-hooks` feature can switch that off, so that a
+//! lost wake-up shows as a hang).
 
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
@@ -24,9 +26,8 @@ use crate::os;
 use crate::raw::RawDeque;
 use crate::ring::End;
 use crate::tuning::{
-    IDLE_WAKES_TO_FORGET, LOCK_BACKOFF_MAX, LOCK_SPIN, MESSAGE_POLL_PAUSES, ROOM_POLL_PAUSES, ROOM_SLACK_MAX,
-    SLEEP_RECHECK, SPIN_POLLS, SPIN_YIELD_AFTER, UNCOUNTED_SLEEP, WAIT_SPIN_MAX_NS, WAIT_SPIN_MIN_NS,
-    WAIT_SPIN_START_NS,
+    LOCK_BACKOFF_MAX, LOCK_SPIN, MESSAGE_POLL_PAUSES, ROOM_POLL_PAUSES, ROOM_SLACK_MAX, SLEEP_RECHECK, SPIN_POLLS,
+    SPIN_YIELD_AFTER, UNCOUNTED_SLEEP, WAIT_SPIN_MAX_NS, WAIT_SPIN_MIN_NS, WAIT_SPIN_START_NS,
 };
 
 /// How long an operation may wait for room or for a message.
@@ -148,19 +149,23 @@ impl RawDeque {
                 spun = Some((budget, start, long));
                 continue;
             };
-            let word = self.word(cond);
+            let (word, k) = self.word(cond);
             // Register while holding the lock: whoever changes the deque after this unlock will see us.
-            let generation = register_sleeper(word);
+            let counted = self.seg.add_sleeper(self.reg.index, k, word);
             let seq = word.seq.load(Relaxed);
             drop(guard);
             // Never sleep unbounded: a process that changed the deque and was killed (or stopped) between its
             // unlock and its wake-up call leaves this sleeper counted but unwoken; so does a count that
             // cannot take one more (only garbage gets there), where nobody may wake it at all.
-            let nap = if generation.is_some() { SLEEP_RECHECK } else { UNCOUNTED_SLEEP };
-            let soon = Instant::now() + nap;
-            sleep_while(word, seq, Some(deadline.map_or(soon, |d| d.min(soon))));
-            if let Some(generation) = generation {
-                unregister_sleeper(word, generation);
+            let nap = if counted { recheck_interval() } else { Some(UNCOUNTED_SLEEP) };
+            let until = nap.and_then(|nap| Instant::now().checked_add(nap));
+            let until = match (deadline, until) {
+                (Some(d), Some(u)) => Some(d.min(u)),
+                (d, u) => d.or(u),
+            };
+            sleep_while(word, seq, until);
+            if counted {
+                self.seg.remove_sleeper(self.reg.index, k, word);
             }
             let rechecking = word.seq.load(Acquire) == seq && deadline.is_none_or(|d| Instant::now() < d);
             if !rechecking {
@@ -172,10 +177,11 @@ impl RawDeque {
         }
     }
 
-    fn word(&self, cond: Cond) -> &WaitWord {
+    /// The wait word of `cond`, and its index in a registration's `asleep`.
+    fn word(&self, cond: Cond) -> (&WaitWord, usize) {
         match cond {
-            Cond::NotEmpty(_) => &self.header().not_empty,
-            Cond::NotFull => &self.header().not_full,
+            Cond::NotEmpty(_) => (&self.header().not_empty, 0),
+            Cond::NotFull => (&self.header().not_full, 1),
         }
     }
 
@@ -248,49 +254,39 @@ impl RawDeque {
     /// Bumps the sequence of `word` (so that a sleeper about to call FUTEX_WAIT with the old value returns at
     /// once) and wakes every process asleep on it: all, so that a sleeper killed right after its wake-up
     /// cannot swallow the wake-up another needed. `counted`: the sleepers counted under the lock (zero for a
-    /// close waking whoever there is). A call that wakes fewer than were counted adds to the word's
-    /// `idle_wakes`, whoever makes it; the call that makes it reach [`IDLE_WAKES_TO_FORGET`] forgets the
-    /// count. Counting "fewer" rather than "none" lets a dead sleeper be forgotten even next to live ones
-    /// that sleep often; the rare wrong forget (a live sleeper between registering and sleeping) only costs
-    /// it a second look.
+    /// close waking whoever there is). A call that wakes fewer than were counted means that a counted
+    /// sleeper is dead (or, briefly, about to sleep or just woken): the signaller then takes back the
+    /// counts of dead registrations, under the lock if it is free within [`LOCK_SPIN`].
     pub(crate) fn signal(&self, word: &WaitWord, counted: u32) {
         word.seq.fetch_add(1, Release);
         let woken = os::futex_wake(&word.seq, i32::MAX);
-        if counted == 0 {
-            return;
-        }
-        // Fewer woken than counted: someone counted is dead, or (briefly) about to sleep or just woken.
-        if woken >= counted {
-            if word.idle_wakes.load(Relaxed) != 0 {
-                word.idle_wakes.store(0, Relaxed);
-            }
-        } else if word.idle_wakes.fetch_add(1, Relaxed).wrapping_add(1) >= IDLE_WAKES_TO_FORGET {
-            word.idle_wakes.store(0, Relaxed);
-            self.forget_sleepers(word);
+        if woken < counted {
+            self.reap_sleepers();
         }
     }
 
-    /// Forgets the sleeper count of `word`, whose wake-ups have, again and again, woken fewer processes
-    /// than it counts: it counts processes killed in their sleep (or garbage raised it). Under the lock, in
-    /// this order: bumps the sequence word, wakes everyone, sets the count to zero in a new generation. A
-    /// live sleeper that registered before is either asleep and woken here, or not yet asleep and finds the
-    /// sequence changed, and looks at the deque again under the lock, registering anew if it still has to
-    /// wait; its unregistering from the old generation leaves the new count alone. A kill anywhere in
-    /// between leaves either the old count (nothing lost) or no old-generation sleeper asleep. Skipped if the
-    /// lock is not free within [`LOCK_SPIN`]: the next run of idle wake-ups tries again.
+    /// Takes back the sleeper counts of dead registrations; see [`signal`](Self::signal).
     #[cold]
-    fn forget_sleepers(&self, word: &WaitWord) {
-        let Ok(guard) = self.lock_until(Some(Instant::now() + LOCK_SPIN), LOCK_BACKOFF_MAX) else {
+    fn reap_sleepers(&self) {
+        let Ok(guard) = self.lock_until(Instant::now().checked_add(LOCK_SPIN), LOCK_BACKOFF_MAX) else {
             return;
         };
-        word.seq.fetch_add(1, Release);
-        os::futex_wake(&word.seq, i32::MAX);
-        let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
-            let (generation, _) = layout::unpack_sleepers(v);
-            Some(layout::pack_sleepers(generation.wrapping_add(1), 0))
-        });
+        self.seg.reap(&self.own, false);
         drop(guard);
     }
+}
+
+/// How long a counted sleeper sleeps at most before it looks again unwoken: [`SLEEP_RECHECK`], or (with the
+/// `test-hooks` feature and `SHMDEQUE_TEST_NO_RECHECK` set) not at all, so that a lost wake-up hangs.
+fn recheck_interval() -> Option<Duration> {
+    #[cfg(feature = "test-hooks")]
+    {
+        static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *OFF.get_or_init(|| std::env::var_os("SHMDEQUE_TEST_NO_RECHECK").is_some()) {
+            return None;
+        }
+    }
+    Some(SLEEP_RECHECK)
 }
 
 /// Sleeps while `word.seq` still holds `seq`, up to the deadline; the caller re-checks under the lock in
@@ -311,27 +307,5 @@ fn sleep_while(word: &WaitWord, seq: u32, deadline: Option<Instant>) {
 /// The sleepers counted on `word` (read under the lock, by the guard before it unlocks).
 #[inline]
 pub(crate) fn sleepers(word: &WaitWord) -> u32 {
-    layout::unpack_sleepers(word.sleepers.load(Relaxed)).1
-}
-
-/// Counts the caller as a sleeper on `word` (the caller holds the lock) and returns the generation it
-/// registered in; `None` if the count cannot take one more (a garbage count), in which case the caller must
-/// not sleep for long, since nobody may wake it.
-fn register_sleeper(word: &WaitWord) -> Option<u32> {
-    let mut generation = None;
-    let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
-        let (g, n) = layout::unpack_sleepers(v);
-        generation = (n < u32::MAX).then_some(g);
-        generation.map(|g| layout::pack_sleepers(g, n + 1))
-    });
-    generation
-}
-
-/// Takes back a registration made in `generation`, unless the count has since been forgotten (a new
-/// generation: the registration is already gone, and taking one off would remove somebody else's).
-fn unregister_sleeper(word: &WaitWord, generation: u32) {
-    let _ = word.sleepers.fetch_update(Relaxed, Relaxed, |v| {
-        let (g, n) = layout::unpack_sleepers(v);
-        (g == generation && n > 0).then(|| layout::pack_sleepers(g, n - 1))
-    });
+    word.sleepers.load(Relaxed)
 }

@@ -7,10 +7,10 @@
 //! error: no panic, no access outside the segment (the fuzzer runs under AddressSanitizer), no endless loop
 //! (every wait has a short timeout; the fuzzer's `-timeout` and the proptest's watchdog catch the rest).
 //!
-//! The bytes of the header's pthread mutex ([`MUTEX`]) are never written. A mutex whose lock word names a
-//! live owner is indistinguishable from a held lock, so garbage there can make `lock()` wait forever, which a
-//! hostile process can do anyway by holding the lock; what the README's failure model says about the mutex
-//! comes from separate experiments, not from this target.
+//! The header's lock word ([`LOCK`]) is never written. A lock word that names a live owner is
+//! indistinguishable from a held lock, so garbage there can make `lock()` wait forever, which a hostile
+//! process can do anyway by holding the lock; the recovery from a dead owner named there is tested on its own
+//! in `tests/hostile.rs`.
 
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use shmdeque::{Builder, CreateMode, Error, PopError, PushError, RawDeque, TypedPopError};
 
-/// Where the pthread mutex lies in a layout-version-4 header (`tests/hostile.rs` checks this and [`FIELDS`]
+/// Where the lock word lies in a layout-version-5 header (`tests/hostile.rs` checks this and [`FIELDS`]
 /// against a live segment).
-pub const MUTEX: Range<u64> = 128..168;
+pub const LOCK: Range<u64> = 128..132;
 
-/// The header's fields in layout version 4: name, offset, size in bytes. Native-endian integers.
+/// The header's fields in layout version 5: name, offset, size in bytes. Native-endian integers.
 pub const FIELDS: &[(&str, u64, usize)] = &[
     ("magic", 0, 8),
     ("version", 8, 4),
@@ -32,23 +32,29 @@ pub const FIELDS: &[(&str, u64, usize)] = &[
     ("capacity", 24, 8),
     ("slot_size", 32, 8),
     ("segment_len", 40, 8),
-    ("ring", 168, 8),
-    ("pushed", 176, 8),
-    ("popped", 184, 8),
-    ("closed", 192, 4),
-    ("attached", 196, 4),
-    ("producers", 200, 4),
-    ("recoveries", 208, 8),
-    ("high_water", 216, 8),
+    ("lock_holder", 136, 8),
+    ("ring", 144, 8),
+    ("pushed", 152, 8),
+    ("popped", 160, 8),
+    ("closed", 168, 4),
+    ("recoveries", 184, 8),
+    ("high_water", 192, 8),
     ("not_empty.seq", 256, 4),
-    ("not_empty.idle_wakes", 260, 4),
-    ("not_empty.sleepers", 264, 8),
+    ("not_empty.sleepers", 264, 4),
     ("not_full.seq", 384, 4),
-    ("not_full.idle_wakes", 388, 4),
-    ("not_full.sleepers", 392, 8),
-    ("producer_table[0]", 512, 8),
-    ("producer_table[63]", 512 + 63 * 8, 8),
+    ("not_full.sleepers", 392, 4),
+    ("registration[0].generation", 512, 4),
+    ("registration[0].kind", 516, 4),
+    ("registration[0].asleep_for_message", 520, 4),
+    ("registration[0].asleep_for_room", 524, 4),
+    ("registration[127].generation", 512 + 127 * 16, 4),
+    ("registration[127].kind", 512 + 127 * 16 + 4, 4),
 ];
+
+/// Where registration `i`'s fields begin.
+pub const fn registration(i: u64) -> u64 {
+    512 + i * 16
+}
 
 /// The offset and size of a field of [`FIELDS`].
 pub fn field(name: &str) -> (u64, usize) {
@@ -126,7 +132,7 @@ fn interesting(input: &mut Input, capacity: u32) -> u64 {
 fn scribble(file: &File, len: u64, off: u64, bytes: &[u8]) {
     for (i, &b) in bytes.iter().enumerate() {
         let at = off + i as u64;
-        if at < len && !MUTEX.contains(&at) {
+        if at < len && !LOCK.contains(&at) {
             let _ = file.write_all_at(&[b], at);
         }
     }
