@@ -22,6 +22,9 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 fn start(role: &str, name: &str, arg: impl ToString) -> Kid {
     let mut cmd = Kid::role_command(ENTRY, role);
     cmd.env(NAME, name).env(ARG, arg.to_string()).stdout(Stdio::piped());
+    // Children never look again unwoken (with the test-hooks feature): a lost wake-up hangs them, and the
+    // watchdog turns that into a failure.
+    cmd.env("SHMDEQUE_TEST_NO_RECHECK", "1");
     Kid::start(cmd, role)
 }
 
@@ -79,7 +82,9 @@ fn child_entry() {
         "block_pop" => {
             let q = open_raw(&name);
             signal_ready("waiting");
-            match q.pop_front_timeout(WATCHDOG) {
+            // No timeout: a wake-up that never comes must hang this child (the parent's wait then fails),
+            // not end in a look after the timeout that finds the message anyway.
+            match q.pop_front() {
                 Ok(m) if m == b"wake" => 0,
                 Ok(_) => 3,
                 Err(PopError::Closed) => 10,
@@ -89,7 +94,7 @@ fn child_entry() {
         "block_push" => {
             let q = open_raw(&name);
             signal_ready("waiting");
-            match q.push_back_timeout(b"late", WATCHDOG) {
+            match q.push_back(b"late") {
                 Ok(()) => 0,
                 Err(PushError::Closed(_)) => 10,
                 Err(_) => 2,

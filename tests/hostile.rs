@@ -58,6 +58,27 @@ fn hostile_child() {
             q.push_back(b"from nobody").expect("push");
             assert_eq!(q.pop_front().expect("pop"), b"hello");
         }
+        // Runs as another user: tries to take over root's abandoned 0666 segment, which fails when it sets the
+        // mode (only the owner may), then stays alive until killed.
+        "fail-takeover" => {
+            let r = Builder::new(&name).capacity(4).slot_size(64).open_timeout(LIMIT).open_raw();
+            assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
+            println!("takeover failed");
+            loop {
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Pushes "wake" under the lock and stays there, holding it, until killed: its unlock never comes, and
+        // with it never the wake-up its push owes a sleeper.
+        "push-and-hold" => {
+            let q = reopen(&name).expect("open");
+            let mut g = q.lock().expect("lock");
+            g.try_push_back(b"wake").expect("push under the lock");
+            println!("holding");
+            loop {
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
         // Maps the deque and keeps using it; the parent truncates the file underneath.
         "keep-pushing" => {
             let q = reopen(&name).expect("open");
@@ -460,6 +481,51 @@ fn another_user_is_refused_a_private_deque_and_admitted_to_a_shared_one() {
     assert_eq!(s.pop_front().unwrap(), b"from nobody");
 }
 
+/// A takeover that wins the creator's lock and then fails (here: another user may not set the mode of root's
+/// segment) gives the lock back at once: while the failed process lives on, the segment reads as abandoned
+/// again and another open-or-create takes it over.
+#[test]
+fn a_failed_takeover_gives_its_claim_back() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("note: needs root and setpriv to run as another user: failed-takeover check skipped");
+        return;
+    }
+    let _dog = Watchdog::new("a_failed_takeover", LIMIT);
+    let name = Name::new("takeover");
+    drop(Builder::new(&*name).capacity(4).slot_size(64).mode(0o666).open_raw().unwrap());
+    write_field(&open_file(&name), "state", 0);
+    assert!(matches!(shmdeque::probe(&name), Err(Error::Abandoned { .. })));
+    let mut setpriv = Command::new("setpriv");
+    setpriv.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+    let mut cmd = Kid::role_command_under(setpriv, ENTRY, "fail-takeover");
+    cmd.env(NAME_VAR, &*name).stdout(std::process::Stdio::piped());
+    let mut kid = Kid::start(cmd, "failing takeover");
+    kid.await_line("takeover failed", LIMIT);
+    assert!(kid.try_status().is_none(), "the failed process lives on");
+    assert!(matches!(shmdeque::probe(&name), Err(Error::Abandoned { .. })), "{:?}", shmdeque::probe(&name));
+    let q = Builder::new(&*name).capacity(4).slot_size(64).open_timeout(Duration::from_secs(1)).open_raw().unwrap();
+    q.push_back(b"mine now").unwrap();
+    assert_eq!(q.pop_front().unwrap(), b"mine now");
+    kid.kill();
+}
+
+/// Durations too long for the clock mean "as long as it takes", wherever a duration is taken.
+#[test]
+fn huge_durations_are_accepted_everywhere() {
+    let name = Name::new("huge");
+    let q = Builder::new(&*name).capacity(2).slot_size(32).open_timeout(Duration::MAX).open_raw().unwrap();
+    let t = Builder::new(&*name).create_mode(CreateMode::Open).open_timeout(Duration::MAX).open::<u32>().unwrap();
+    for d in [Duration::MAX, Duration::from_secs(u64::MAX / 2), Duration::new(u64::MAX, 999_999_999)] {
+        q.push_back_timeout(b"a", d).unwrap();
+        q.push_front_many_timeout(&["b"], d).unwrap();
+        assert_eq!(q.pop_front_timeout(d).unwrap(), b"b");
+        assert_eq!(q.pop_back_with_timeout(d, <[u8]>::to_vec).unwrap(), b"a");
+        t.push_back_timeout(7, d).unwrap();
+        assert_eq!(t.pop_front_timeout(d).unwrap(), 7);
+    }
+}
+
 #[test]
 fn bad_names_are_refused_with_a_reason() {
     let long = "n".repeat(255);
@@ -574,10 +640,17 @@ fn a_creator_killed_while_reserving_memory_leaves_an_abandoned_segment() {
 }
 
 /// Starts a child that blocks in `role` ("block-pop" or "block-push") and waits until it sleeps in the kernel.
+/// It never looks again unwoken (with the test-hooks feature): a lost wake-up hangs it.
 fn blocked_child(name: &str, role: &str, scratch: &support::Scratch, n: usize) -> Kid {
+    blocked_child_env(name, role, scratch, n, &[("SHMDEQUE_TEST_NO_RECHECK", "1".into())])
+}
+
+/// As [`blocked_child`], with the environment `envs` added.
+fn blocked_child_env(name: &str, role: &str, scratch: &support::Scratch, n: usize, envs: &[(&str, String)]) -> Kid {
     let ready = scratch.file(&format!("ready{n}"));
-    let kid =
-        Kid::spawn(ENTRY, role, &[(NAME_VAR, name.to_owned()), ("SHMDEQUE_TEST_READY", ready.display().to_string())]);
+    let mut all = vec![(NAME_VAR, name.to_owned()), ("SHMDEQUE_TEST_READY", ready.display().to_string())];
+    all.extend_from_slice(envs);
+    let kid = Kid::spawn(ENTRY, role, &all);
     wait_until("child ready", LIMIT, || std::fs::read_to_string(&ready).is_ok_and(|s| !s.is_empty()));
     let tid: u32 = std::fs::read_to_string(&ready).unwrap().parse().unwrap();
     let mut streak = 0;
@@ -672,6 +745,27 @@ fn waiters_killed_while_blocked_are_taken_back_exactly() {
     assert_eq!(counts("not_empty"), 0);
 }
 
+/// A holder killed after it pushed under the lock, before its unlock could wake anyone: the process that
+/// recovers the lock wakes the sleeper (which never looks again on its own here), within the lock's recheck
+/// interval.
+#[test]
+fn a_recovering_locker_wakes_the_sleepers_a_dead_holder_owed() {
+    let _dog = Watchdog::new("a_recovering_locker_wakes", LIMIT);
+    let scratch = support::Scratch::new("owed");
+    let name = Name::new("owed");
+    let q = create(&name, 4, 64);
+    let mut popper = blocked_child(&name, "block-pop", &scratch, 1);
+    let mut cmd = Kid::role_command(ENTRY, "push-and-hold");
+    cmd.env(NAME_VAR, &*name).stdout(std::process::Stdio::piped());
+    let mut holder = Kid::start(cmd, "holder");
+    holder.await_line("holding", LIMIT);
+    holder.kill();
+    let before = q.stats().unwrap().lock_recoveries;
+    assert_eq!(before, 1, "stats recovered the lock");
+    popper.finish(LIMIT);
+    assert!(q.is_empty());
+}
+
 /// A message that appears without a wake-up (as when the process that pushed it is killed, or stopped,
 /// between its unlock and its FUTEX_WAKE call) still reaches a consumer asleep on the deque: sleepers look
 /// again once a second. Here the test itself publishes a message through the file, slot then ring word, and
@@ -684,7 +778,8 @@ fn a_sleeper_finds_a_message_that_came_without_a_wake_up() {
     let (capacity, slot_size) = (4u64, 64u64);
     let q = create(&name, capacity as u32, slot_size as u32);
     let f = open_file(&name);
-    let mut popper = blocked_child(&name, "block-pop", &scratch, 1);
+    // This one must look again unwoken, once a second.
+    let mut popper = blocked_child_env(&name, "block-pop", &scratch, 1, &[]);
     let header = f.metadata().unwrap().len() - capacity * slot_size;
     let ring = read_field(&f, "ring");
     assert_eq!(ring >> 32, 0, "the deque is empty");
