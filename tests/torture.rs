@@ -23,6 +23,7 @@ use shmdeque_testkit as support;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::process::Command;
 use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
@@ -445,6 +446,9 @@ struct Meta {
 struct Runner {
     kid: Kid,
     meta: usize,
+    /// For a child run as pid 1 of a PID namespace of its own: its pid as this process sees it (`kid` is the
+    /// `unshare` that made the namespace).
+    inner: Option<u32>,
 }
 
 struct Deq {
@@ -458,6 +462,9 @@ struct Matrix {
     meta: Vec<Meta>,
     next_id: u32,
     rng: Rng,
+    /// Run every other child in a PID namespace of its own, so that killers and survivors are in different
+    /// namespaces.
+    namespaces: bool,
 }
 
 impl Matrix {
@@ -468,20 +475,36 @@ impl Matrix {
         let log = self.scratch.file(&format!("{id}.log"));
         let stop = self.scratch.file(&format!("{id}.stop"));
         let role_name = if role == Role::Producer { "producer" } else { "consumer" };
-        let kid = Kid::spawn(
-            ENTRY,
-            role_name,
-            &[
-                (V_NAME, self.deques[d].name.to_string()),
-                (V_LOG, log.display().to_string()),
-                (V_STOP, stop.display().to_string()),
-                (V_ID, id.to_string()),
-                (V_MODE, mode.to_owned()),
-                (V_SEED, self.rng.next_u64().to_string()),
-            ],
-        );
+        let envs = [
+            (V_NAME, self.deques[d].name.to_string()),
+            (V_LOG, log.display().to_string()),
+            (V_STOP, stop.display().to_string()),
+            (V_ID, id.to_string()),
+            (V_MODE, mode.to_owned()),
+            (V_SEED, self.rng.next_u64().to_string()),
+        ];
+        let (kid, inner) = if self.namespaces && id % 2 == 0 {
+            let mut unshare = Command::new("unshare");
+            unshare.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+            let mut cmd = Kid::role_command_under(unshare, ENTRY, role_name);
+            cmd.envs(envs.iter().map(|(k, v)| (k, v)));
+            let kid = Kid::start(cmd, role_name);
+            let inner = inner_pid(kid.pid());
+            (kid, Some(inner))
+        } else {
+            (Kid::spawn(ENTRY, role_name, &envs), None)
+        };
         self.meta.push(Meta { log, stop, role, killed: false, label });
-        Runner { kid, meta: self.meta.len() - 1 }
+        Runner { kid, meta: self.meta.len() - 1, inner }
+    }
+
+    /// Whether thread `tid` (as this process sees it) of `r` sleeps in a futex system call.
+    fn in_futex_wait(&self, r: &Runner, tid: u32) -> bool {
+        match r.inner {
+            Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+                .is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_futex))),
+            None => r.kid.in_futex_wait(tid),
+        }
     }
 
     fn count(&self, r: &Runner, kind: u8) -> usize {
@@ -503,14 +526,32 @@ impl Matrix {
         if let Some(s) = r.kid.try_status() {
             panic!("{} ended by itself before it was killed: {s}", self.meta[r.meta].label);
         }
-        r.kid.kill();
+        match r.inner {
+            // Kill the child itself, pid 1 of its namespace; `unshare` then reaps it and exits, so once it is
+            // reaped in turn the child is dead too.
+            Some(pid) => {
+                // SAFETY: kill(2) on the pid of a live grandchild, whose parent (`unshare`, our child, not yet
+                // reaped) keeps it from being reaped and its pid reused.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                r.kid.wait(LIMIT);
+            }
+            None => {
+                r.kid.kill();
+            }
+        }
         self.meta[r.meta].killed = true;
     }
 
+    /// The id, as this process sees it, of the thread of `r` that works on the deque.
     fn tid(&self, r: &Runner) -> u32 {
         let log = &self.meta[r.meta].log;
         wait_until("child records its thread id", LIMIT, || Log::count(log, TID) > 0);
-        Log::read(log)[0].a as u32
+        let tid = Log::read(log)[0].a as u32;
+        match r.inner {
+            None => tid,
+            // The child recorded the id its own namespace gives the thread: find the thread by it.
+            Some(pid) => host_tid(pid, tid),
+        }
     }
 
     /// Waits until all of `rs` sit in a futex wait, seen three times in a row: blocked, not passing through.
@@ -519,7 +560,7 @@ impl Matrix {
         let q = &self.deques[d].q;
         let mut streak = 0;
         wait_until("children block on the deque", LIMIT, || {
-            let all = rs.iter().zip(&tids).all(|(r, &t)| r.kid.in_futex_wait(t));
+            let all = rs.iter().zip(&tids).all(|(r, &t)| self.in_futex_wait(r, t));
             let state = if full { q.is_full() } else { q.is_empty() };
             streak = if all && state { streak + 1 } else { 0 };
             if streak < 3 {
@@ -583,7 +624,7 @@ impl Matrix {
         let tids: Vec<u32> = rs.iter().map(|r| self.tid(r)).collect();
         let mut streak = 0;
         wait_until("children block on the lock", LIMIT, || {
-            let all = rs.iter().zip(&tids).all(|(r, &t)| r.kid.in_futex_wait(t));
+            let all = rs.iter().zip(&tids).all(|(r, &t)| self.in_futex_wait(r, t));
             streak = if all { streak + 1 } else { 0 };
             if streak < 3 {
                 thread::sleep(Duration::from_millis(2));
@@ -751,9 +792,57 @@ fn account(meta: &[Meta], drained: &[(u32, u64)]) -> String {
     )
 }
 
+/// The pid of the only child of `unshare` (pid `parent`), as this process sees it.
+fn inner_pid(parent: u32) -> u32 {
+    let path = format!("/proc/{parent}/task/{parent}/children");
+    let mut pid = 0;
+    wait_until("unshare starts its child", LIMIT, || {
+        pid = std::fs::read_to_string(&path).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+/// The id, as this process sees it, of the thread of process `pid` whose id in its own PID namespace is
+/// `ns_tid` (from the last field of the `NSpid` line of each thread's status).
+fn host_tid(pid: u32, ns_tid: u32) -> u32 {
+    let mut found = 0;
+    wait_until("find the child's thread", LIMIT, || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let ns = status.lines().find(|l| l.starts_with("NSpid:")).and_then(|l| l.split_whitespace().last());
+            if ns.and_then(|n| n.parse::<u32>().ok()) == Some(ns_tid) {
+                found = t.file_name().to_string_lossy().parse().unwrap_or(0);
+                return found != 0;
+            }
+        }
+        false
+    });
+    found
+}
+
 #[test]
 fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
-    let iterations = env_usize("SHMDEQUE_TORTURE_ITERS", 500);
+    crash_matrix(env_usize("SHMDEQUE_TORTURE_ITERS", 500), false);
+}
+
+/// The same with every other process pid 1 of a PID namespace of its own, as in containers that share
+/// `/dev/shm` but not a PID namespace: lock holders are killed in one namespace and recovered from another.
+#[test]
+fn crash_matrix_across_pid_namespaces() {
+    let ok =
+        Command::new("unshare").args(["--pid", "--fork", "--mount-proc", "true"]).status().is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "note: cannot make PID namespaces here (needs root and unshare): crash matrix across namespaces skipped"
+        );
+        return;
+    }
+    crash_matrix(env_usize("SHMDEQUE_TORTURE_NS_ITERS", 200), true);
+}
+
+fn crash_matrix(iterations: usize, namespaces: bool) {
     let mut rng = Rng::from_env("SHMDEQUE_TORTURE_SEED");
     let deques = [1u32, 3, 8]
         .iter()
@@ -769,7 +858,14 @@ fn crash_matrix_kills_at_the_worst_moments_and_loses_nothing() {
         })
         .collect();
     let seed = rng.next_u64();
-    let mut m = Matrix { scratch: Scratch::new("matrix"), deques, meta: Vec::new(), next_id: 0, rng: Rng::new(seed) };
+    let mut m = Matrix {
+        scratch: Scratch::new("matrix"),
+        deques,
+        meta: Vec::new(),
+        next_id: 0,
+        rng: Rng::new(seed),
+        namespaces,
+    };
     let mut kinds = [0usize; 7];
     let (mut min_recoveries, mut max_recoveries) = (0, 0);
     for it in 0..iterations {

@@ -307,6 +307,11 @@ impl Kid {
         })
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// What the child is called in failures.
     pub fn label(&self) -> &str {
         &self.label
@@ -486,8 +491,12 @@ pub fn child_init() {
     // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     // Orphaned before the death signal was armed? (The test process may be a grandparent, through strace or
-    // setpriv, so check that it lives rather than that it is the parent.)
-    if let Ok(p) = std::env::var(PARENT).map(|p| p.parse::<libc::pid_t>().unwrap_or(0))
+    // setpriv, so check that it lives rather than that it is the parent. A child that is pid 1 of a PID
+    // namespace of its own, whose parent is outside it (getppid 0), cannot see the test process's pid.)
+    // SAFETY: getppid cannot fail.
+    let parent_visible = unsafe { libc::getppid() } != 0;
+    if parent_visible
+        && let Ok(p) = std::env::var(PARENT).map(|p| p.parse::<libc::pid_t>().unwrap_or(0))
         // SAFETY: kill with signal 0 only checks that the process exists (EPERM: it does, as another user).
         && unsafe { libc::kill(p, 0) } != 0
         && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM)
