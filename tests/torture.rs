@@ -483,7 +483,7 @@ impl Matrix {
             (V_MODE, mode.to_owned()),
             (V_SEED, self.rng.next_u64().to_string()),
         ];
-        let (kid, inner) = if self.namespaces && id % 2 == 0 {
+        let (kid, inner) = if self.namespaces && id.is_multiple_of(2) {
             let mut unshare = Command::new("unshare");
             unshare.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
             let mut cmd = Kid::role_command_under(unshare, ENTRY, role_name);
