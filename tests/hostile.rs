@@ -510,6 +510,48 @@ fn a_failed_takeover_gives_its_claim_back() {
     kid.kill();
 }
 
+/// An open that fails counts nothing: with every registration taken, one more open fails with
+/// `TooManyHandles` and the count of live handles stays whole, so the closed, drained deque is removed
+/// neither while a live handle remains nor before the last live one leaves, whoever was killed before.
+#[test]
+fn a_failed_open_counts_nothing_and_the_last_live_handle_removes_the_deque() {
+    let _dog = Watchdog::new("a_failed_open_counts_nothing", LIMIT);
+    let scratch = support::Scratch::new("full-table");
+    let name = Name::new("full-table");
+    let q = create(&name, 2, 64);
+    let mut child = blocked_child(&name, "block-pop", &scratch, 1);
+    let mut handles = Vec::new();
+    let err = loop {
+        match reopen(&name) {
+            Ok(h) => handles.push(h),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, Error::TooManyHandles { max: 128, .. }), "{err:?}");
+    assert_eq!(handles.len(), 126, "128 registrations: this test's first handle, the child's, and these");
+    assert_eq!(q.stats().unwrap().attached, 128);
+    q.push_back(b"wake").unwrap();
+    child.finish(LIMIT);
+    q.close().unwrap();
+    handles.truncate(1);
+    assert!(name.exists(), "two live handles left");
+    assert_eq!(q.stats().unwrap().attached, 2);
+    // Another process opens it and is killed: it does not count, and does not keep the deque.
+    let ready = scratch.file("keeper");
+    let mut killed = Kid::spawn(
+        ENTRY,
+        "keep-pushing",
+        &[(NAME_VAR, name.to_string()), ("SHMDEQUE_TEST_READY", ready.display().to_string())],
+    );
+    wait_until("the other process has the deque open", LIMIT, || ready.exists());
+    assert_eq!(q.stats().unwrap().attached, 3);
+    drop(handles);
+    killed.kill();
+    assert!(name.exists());
+    drop(q);
+    assert!(!name.exists(), "the last live handle removed the closed, drained deque");
+}
+
 /// Durations too long for the clock mean "as long as it takes", wherever a duration is taken.
 #[test]
 fn huge_durations_are_accepted_everywhere() {
