@@ -188,6 +188,35 @@ pub enum Error {
         name: String,
     },
 
+    /// [`remove`](crate::remove) was asked to remove a file of `/dev/shm` that is not a deque: it belongs to
+    /// another program. Check the name; [`remove_forced`](crate::remove_forced) (`--force` in the tool)
+    /// removes it all the same.
+    #[error(
+        "'{name}' in /dev/shm is not a deque but another program's data; not removed (use --force to remove it anyway)"
+    )]
+    ForeignSegment {
+        /// The segment's name.
+        name: String,
+    },
+
+    /// The segment belongs to another user, whom this opener did not say it trusts. Whoever owns a segment
+    /// can rewrite what this process reads and writes there; a name in world-writable `/dev/shm` may have
+    /// been created by anyone first. Trust the owner explicitly if that is intended
+    /// ([`Builder::trust_owner`](crate::Builder::trust_owner), `--trust-owner` in the tools), or remove the
+    /// segment and create it again.
+    #[error(
+        "deque '{name}' belongs to user {owner}, not to this process's user {user}; \
+         open it with --trust-owner {owner} (Builder::trust_owner) if you trust that user, or remove it"
+    )]
+    UntrustedOwner {
+        /// The segment's name.
+        name: String,
+        /// The user id that owns the segment file.
+        owner: u32,
+        /// This process's effective user id.
+        user: u32,
+    },
+
     /// The segment's contents break an invariant (an index or a length out of range). The segment was
     /// overwritten by something other than shmdeque; its messages can no longer be trusted.
     #[error("deque '{name}' is corrupted: {what}; remove it and create it again")]

@@ -97,6 +97,8 @@ pub(crate) struct Config {
     pub mode: u32,
     pub create_mode: CreateMode,
     pub open_timeout: Duration,
+    /// Users other than this process's whose segments may be opened.
+    pub trusted_owners: Vec<u32>,
 }
 
 /// Configures and opens a deque.
@@ -137,6 +139,7 @@ impl Builder {
                 mode: 0o600,
                 create_mode: CreateMode::default(),
                 open_timeout: Duration::from_secs(2),
+                trusted_owners: Vec::new(),
             },
         }
     }
@@ -166,6 +169,23 @@ impl Builder {
     /// Whether to create, open, or either (default [`CreateMode::OpenOrCreate`]).
     pub fn create_mode(mut self, mode: CreateMode) -> Builder {
         self.cfg.create_mode = mode;
+        self
+    }
+
+    /// Also opens segments that belong to user `uid` (by default only segments of this process's own
+    /// effective user are opened). Whoever owns a segment can rewrite what this process reads and writes
+    /// there, and a predictable name in world-writable `/dev/shm` may have been created by anyone first:
+    /// trust another user only if that user may influence this process anyway. Call it once per user.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// // A service running as root that consumes a deque its unprivileged producer (uid 1000) creates.
+    /// let b = shmdeque::Builder::new("jobs").create_mode(shmdeque::CreateMode::Open).trust_owner(1000);
+    /// # let _ = b;
+    /// ```
+    pub fn trust_owner(mut self, uid: u32) -> Builder {
+        self.cfg.trusted_owners.push(uid);
         self
     }
 
@@ -243,9 +263,32 @@ pub struct Stats {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
+/// Only a deque is removed: a segment whose header carries the deque's magic number (of any layout
+/// version, ready or not), or one that is empty or all zeros where the header goes (a creator killed before
+/// it wrote the header). Anything else in `/dev/shm` belongs to another program; see [`remove_forced`].
+///
+/// # Errors
+/// [`Error::ForeignSegment`] for a file that is not a deque; [`Error::InvalidName`], [`Error::NotFound`],
+/// [`Error::PermissionDenied`], [`Error::Os`].
+pub fn remove(name: &str) -> Result<(), Error> {
+    segment::check_name(name)?;
+    let os_err = |op, e| segment::os_err(name, op, e);
+    let fd = os::shm_open(name, false).map_err(|e| os_err("opening the segment", e))?;
+    let mut head = vec![0u8; layout::HEADER_SIZE];
+    let n = os::read_prefix(&fd, &mut head).map_err(|e| os_err("reading the segment", e))?;
+    let ours = n >= 8 && head[..8] == layout::MAGIC.to_le_bytes();
+    if !ours && head[..n].iter().any(|&b| b != 0) {
+        return Err(Error::ForeignSegment { name: name.to_owned() });
+    }
+    remove_forced(name)
+}
+
+/// Removes the segment `name` whatever it holds, deque or not. Processes that have it open keep working on
+/// it.
+///
 /// # Errors
 /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::Os`].
-pub fn remove(name: &str) -> Result<(), Error> {
+pub fn remove_forced(name: &str) -> Result<(), Error> {
     segment::check_name(name)?;
     os::shm_unlink(name).map_err(|e| segment::os_err(name, "removing the segment", e))
 }

@@ -80,11 +80,12 @@ pub(crate) fn set_mode(fd: &OwnedFd, mode: u32) -> io::Result<()> {
     }
 }
 
-/// Size, permission bits and identity of a segment file.
+/// Size, permission bits, owner and identity of a segment file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileInfo {
     pub size: u64,
     pub mode: u32,
+    pub uid: u32,
     pub ino: u64,
 }
 
@@ -97,7 +98,7 @@ pub(crate) fn file_info(fd: &OwnedFd) -> io::Result<FileInfo> {
         }
         st.assume_init()
     };
-    Ok(FileInfo { size: st.st_size as u64, mode: st.st_mode & 0o7777, ino: st.st_ino })
+    Ok(FileInfo { size: st.st_size as u64, mode: st.st_mode & 0o7777, uid: st.st_uid, ino: st.st_ino })
 }
 
 /// Reads up to `buf.len()` bytes from the start of the file without mapping it.
@@ -128,6 +129,12 @@ pub(crate) fn list_names() -> io::Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
+}
+
+/// The effective user id of this process: the user that segments it opens must belong to, unless trusted.
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
 }
 
 /// This process's id, as its own pid namespace sees it: recorded in a header for people to read, never

@@ -257,6 +257,13 @@ impl Segment {
         let (map, fd, info) = loop {
             let fd = os::shm_open(name, true).map_err(|e| os_err(name, "opening the segment", e))?;
             let info = os::file_info(&fd).map_err(|e| os_err(name, "reading the segment's size", e))?;
+            // Whoever owns the file can rewrite what this process reads and writes in it: refuse a segment
+            // of another user unless trusted. Judged on this very descriptor; `/dev/shm` is sticky, so no
+            // other user can replace a file once it was found to be ours.
+            let user = os::effective_uid();
+            if info.uid != user && !cfg.trusted_owners.contains(&info.uid) {
+                return Err(Error::UntrustedOwner { name: name.to_owned(), owner: info.uid, user });
+            }
             if info.size == 0 {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Err(not_ready());

@@ -54,14 +54,28 @@ fn hostile_child() {
             refused(Builder::new(&private).open_raw().map(drop), "open-or-create");
             refused(shmdeque::probe(&private).map(drop), "probe");
             refused(shmdeque::remove(&private), "remove");
-            let q = reopen(&shared).expect("open a 0666 deque of another user");
+            // Another user's segment is refused unless its owner is trusted, whatever its mode.
+            match reopen(&shared) {
+                Err(Error::UntrustedOwner { owner: 0, .. }) => {}
+                other => panic!("open of root's 0666 deque without trusting root gave {other:?}"),
+            }
+            let q = Builder::new(&shared)
+                .create_mode(CreateMode::Open)
+                .trust_owner(0)
+                .open_raw()
+                .expect("open a 0666 deque of a trusted user");
             q.push_back(b"from nobody").expect("push");
             assert_eq!(q.pop_front().expect("pop"), b"hello");
+        }
+        // Runs as another user: creates a 0666 deque under a name root's programs use, and leaves.
+        "squat" => {
+            let q = Builder::new(&name).capacity(4).slot_size(64).mode(0o666).open_raw().expect("create");
+            q.push_back(b"squatted").expect("push");
         }
         // Runs as another user: tries to take over root's abandoned 0666 segment, which fails when it sets the
         // mode (only the owner may), then stays alive until killed.
         "fail-takeover" => {
-            let r = Builder::new(&name).capacity(4).slot_size(64).open_timeout(LIMIT).open_raw();
+            let r = Builder::new(&name).capacity(4).slot_size(64).trust_owner(0).open_timeout(LIMIT).open_raw();
             assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
             println!("takeover failed");
             loop {
@@ -974,11 +988,83 @@ fn the_binaries_report_broken_segments_clearly() {
     let r = row(&abandoned).expect("abandoned deque listed");
     assert!(r["error"].as_str().is_none_or(|e| e.contains("abandoned")), "{r}");
 
-    for n in [&foreign, &truncated, &version, &abandoned] {
+    for n in [&truncated, &version, &abandoned] {
         let (code, stderr) = run_bin(shmdeque_bin(), &["remove".as_ref(), n.as_ref()]);
         assert_eq!(code, Some(0), "remove {}: {stderr}", &**n);
         assert!(!n.exists());
     }
+    // Another program's file is not removed without --force, and says so in one line.
+    let (code, stderr) = run_bin(shmdeque_bin(), &["remove".as_ref(), foreign.as_ref()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not a deque") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(foreign.exists(), "another program's file was removed");
+    let (code, stderr) = run_bin(shmdeque_bin(), &["remove".as_ref(), "--force".as_ref(), foreign.as_ref()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!foreign.exists());
+}
+
+/// `remove` removes what is ours only: a deque (any version, any state), or a file that is empty or zeros
+/// where the header goes (a creator killed before it wrote one); anything else only when forced.
+#[test]
+fn remove_takes_only_deques_unless_forced() {
+    let foreign = Name::new("rm-foreign");
+    std::fs::write(foreign.path(), "someone else's data").unwrap();
+    assert!(matches!(shmdeque::remove(&foreign), Err(Error::ForeignSegment { .. })));
+    assert!(foreign.exists());
+    shmdeque::remove_forced(&foreign).unwrap();
+    assert!(!foreign.exists());
+    for (what, bytes) in [("empty", 0usize), ("zeros", 8192)] {
+        let n = Name::new(&format!("rm-{what}"));
+        std::fs::write(n.path(), vec![0u8; bytes]).unwrap();
+        shmdeque::remove(&n).unwrap();
+        assert!(!n.exists(), "{what}");
+    }
+    let other = Name::new("rm-version");
+    drop(create(&other, 4, 64));
+    write_field(&open_file(&other), "version", 9);
+    shmdeque::remove(&other).unwrap();
+    assert!(!other.exists());
+}
+
+/// Squatting: a deque that another user created first, under a name this user's programs use, is refused
+/// by the library and the tools with a line naming its owner, unless that owner is trusted explicitly.
+#[test]
+fn a_deque_of_another_user_is_refused_unless_its_owner_is_trusted() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("note: needs root and setpriv to run as another user: squatting check skipped");
+        return;
+    }
+    let _dog = Watchdog::new("squatting", LIMIT);
+    let name = Name::new("squat");
+    let mut setpriv = Command::new("setpriv");
+    setpriv.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"]);
+    let mut cmd = Kid::role_command_under(setpriv, ENTRY, "squat");
+    cmd.env(NAME_VAR, &*name);
+    Kid::start(cmd, "squatter").finish(LIMIT);
+    let owner = std::fs::metadata(name.path()).unwrap().uid();
+    assert_ne!(owner, 0);
+    let open = || Builder::new(&*name).create_mode(CreateMode::Open);
+    match open().open_raw() {
+        Err(Error::UntrustedOwner { owner: o, user: 0, .. }) => assert_eq!(o, owner),
+        other => panic!("opened a squatter's deque: {other:?}"),
+    }
+    assert!(matches!(Builder::new(&*name).open_raw(), Err(Error::UntrustedOwner { .. })), "open-or-create");
+    for (program, args) in every_binary(name.as_ref()) {
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let (code, stderr) = run_bin(program, &args);
+        assert_eq!(code, Some(2), "{program} {args:?}: {stderr}");
+        assert!(stderr.contains(&format!("belongs to user {owner}")) && stderr.contains("--trust-owner"), "{stderr}");
+    }
+    let q = open().trust_owner(owner).open_raw().expect("a trusted owner's deque opens");
+    assert_eq!(q.pop_front().unwrap(), b"squatted");
+    let (code, stderr) = run_bin(
+        shmdeque_bin(),
+        &["push".as_ref(), name.as_ref(), "x".as_ref(), "--trust-owner".as_ref(), "nobody".as_ref()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(q.pop_front().unwrap(), b"x");
 }
 
 #[test]

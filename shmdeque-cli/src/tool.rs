@@ -91,6 +91,8 @@ pub fn error_exit_code(e: &Error) -> u8 {
         | Error::NotFound { .. }
         | Error::AlreadyExists { .. }
         | Error::NotADeque { .. }
+        | Error::ForeignSegment { .. }
+        | Error::UntrustedOwner { .. }
         | Error::VersionMismatch { .. }
         | Error::GeometryMismatch { .. } => exit::USAGE,
         _ => exit::FAILURE,
@@ -111,6 +113,52 @@ impl From<PopError> for Failure {
             other => Failure::runtime(other.to_string()),
         }
     }
+}
+
+/// `--trust-owner USER`: the option of every tool that opens a deque, flattened into its arguments.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct Trust {
+    /// Also open a deque whose segment belongs to USER (a name or a numeric id; repeatable). By default only
+    /// deques of this process's own user are opened: whoever owns a segment can rewrite what this process
+    /// reads and writes there.
+    #[arg(long = "trust-owner", value_name = "USER")]
+    pub owners: Vec<String>,
+}
+
+impl Trust {
+    /// `builder`, trusting every user named with --trust-owner.
+    ///
+    /// # Errors
+    /// A usage failure for a user that does not exist.
+    pub fn apply(&self, mut builder: shmdeque::Builder) -> Result<shmdeque::Builder, Failure> {
+        for user in &self.owners {
+            builder = builder.trust_owner(user_id(user)?);
+        }
+        Ok(builder)
+    }
+}
+
+/// The id of the user called `user`, or `user` read as a number.
+///
+/// # Errors
+/// A usage failure if there is no such user.
+pub fn user_id(user: &str) -> Result<u32, Failure> {
+    if let Ok(uid) = user.parse::<u32>() {
+        return Ok(uid);
+    }
+    let unknown = || Failure::usage(format!("--trust-owner {user}: no such user"));
+    let c_user = std::ffi::CString::new(user).map_err(|_| unknown())?;
+    let mut pwd = std::mem::MaybeUninit::<libc::passwd>::uninit();
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: a NUL-terminated name, a passwd to fill, a buffer of the
+    // length given, and the result pointer; getpwnam_r writes only into them.
+    let rc = unsafe { libc::getpwnam_r(c_user.as_ptr(), pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return Err(unknown());
+    }
+    // SAFETY: on success with a non-null result, getpwnam_r has initialized `pwd`.
+    Ok(unsafe { pwd.assume_init() }.pw_uid)
 }
 
 /// Prints `program: message` for a failure and turns the outcome into the process exit code.

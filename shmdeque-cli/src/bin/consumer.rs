@@ -28,6 +28,8 @@ struct Args {
     /// Name of the deque: the segment /dev/shm/NAME.
     #[arg(long, value_name = "NAME")]
     name: OsString,
+    #[command(flatten)]
+    trust: tool::Trust,
     /// Pop from the back (newest first) instead of the front.
     #[arg(long)]
     back: bool,
@@ -61,7 +63,7 @@ pub fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
-    let q = open(&name, args.wait)?;
+    let q = open(&name, args.wait, &args.trust)?;
     let mut consumer = Consumer {
         q: &q,
         args: &args,
@@ -79,10 +81,11 @@ fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Opens the deque, waiting up to `wait` for a producer to create it.
-fn open(name: &str, wait: Duration) -> Result<RawDeque, Failure> {
+fn open(name: &str, wait: Duration, trust: &tool::Trust) -> Result<RawDeque, Failure> {
     let started = Instant::now();
+    let builder = trust.apply(Builder::new(name).create_mode(CreateMode::Open))?;
     loop {
-        match Builder::new(name).create_mode(CreateMode::Open).open_raw() {
+        match builder.open_raw() {
             Ok(q) => return Ok(q),
             Err(Error::NotFound { .. }) if started.elapsed() < wait => {
                 if tool::interrupted() {

@@ -27,6 +27,8 @@ struct Args {
     /// Name of the deque: the segment /dev/shm/NAME.
     #[arg(long, value_name = "NAME")]
     name: OsString,
+    #[command(flatten)]
+    trust: tool::Trust,
     /// Capacity in messages if the deque is created [default: 1024]; an existing deque must match it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     capacity: Option<u32>,
@@ -73,7 +75,7 @@ fn run(args: Args) -> Result<(), Failure> {
             synth::MIN_SIZE
         )));
     }
-    let mut builder = Builder::new(&name).create_mode(CreateMode::OpenOrCreate);
+    let mut builder = args.trust.apply(Builder::new(&name).create_mode(CreateMode::OpenOrCreate))?;
     if let Some(capacity) = args.capacity {
         builder = builder.capacity(capacity);
     }

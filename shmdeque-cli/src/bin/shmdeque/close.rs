@@ -10,12 +10,14 @@ use shmdeque_cli::tool::{self, Failure};
 pub struct Args {
     /// Name of the deque.
     name: OsString,
+    #[command(flatten)]
+    trust: tool::Trust,
 }
 
 /// Closes the deque. If it is already empty and nobody else has it open, it disappears at once.
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = tool::deque_name(&args.name)?;
-    let q = Builder::new(&name).create_mode(CreateMode::Open).open_raw()?;
+    let q = args.trust.apply(Builder::new(&name).create_mode(CreateMode::Open))?.open_raw()?;
     q.close()?;
     Ok(())
 }

@@ -10,6 +10,8 @@ use shmdeque_cli::tool::{self, Failure};
 pub struct Args {
     /// Name of the deque.
     name: OsString,
+    #[command(flatten)]
+    trust: tool::Trust,
     /// Print one JSON object with the keys capacity, slot_size, len, closed, producers, pushed, popped,
     /// lock_recoveries, high_water, asleep_for_message, asleep_for_room, segment_bytes and mode (an octal
     /// string such as "0600").
@@ -20,7 +22,7 @@ pub struct Args {
 /// Prints the deque's statistics.
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = tool::deque_name(&args.name)?;
-    let q = Builder::new(&name).create_mode(CreateMode::Open).open_raw()?;
+    let q = args.trust.apply(Builder::new(&name).create_mode(CreateMode::Open))?.open_raw()?;
     let s = q.stats()?;
     if args.json {
         let json = serde_json::json!({
