@@ -318,12 +318,26 @@ pub enum PopError {
     /// The deque is closed and every message has been popped.
     #[error("the deque is closed and drained")]
     Closed,
+    /// The deque is empty and every producer that registered ([`RawDeque::register_producer`]) died without
+    /// leaving: the stream ended without a close, as a pipe's reader sees end-of-file when its writer dies.
+    /// Only blocking pops say so (a `try_` pop says `Empty`), within about a second of the last producer's
+    /// death; a producer that registers again resumes the stream. Deques whose producers never register
+    /// never report it.
+    ///
+    /// [`RawDeque::register_producer`]: crate::RawDeque::register_producer
+    #[error("every producer of the deque died without closing it")]
+    ProducersGone,
     /// The pop failed for a reason that concerns the deque itself.
     #[error(transparent)]
     Failed(#[from] Error),
 }
 
 impl PopError {
+    /// True for [`PopError::ProducersGone`].
+    pub fn is_producers_gone(&self) -> bool {
+        matches!(self, PopError::ProducersGone)
+    }
+
     /// True for [`PopError::Closed`].
     pub fn is_closed(&self) -> bool {
         matches!(self, PopError::Closed)
@@ -411,6 +425,9 @@ pub enum TypedPopError {
     /// The deque is closed and every message has been popped.
     #[error("the deque is closed and drained")]
     Closed,
+    /// As [`PopError::ProducersGone`].
+    #[error("every producer of the deque died without closing it")]
+    ProducersGone,
     /// A message was removed from the deque but is not a valid encoding of the requested type (a peek leaves
     /// it in place). Its bytes are here, so it is not lost.
     #[error("a message of {} bytes could not be decoded: {reason}", bytes.len())]
@@ -426,6 +443,11 @@ pub enum TypedPopError {
 }
 
 impl TypedPopError {
+    /// True for [`TypedPopError::ProducersGone`].
+    pub fn is_producers_gone(&self) -> bool {
+        matches!(self, TypedPopError::ProducersGone)
+    }
+
     /// True for [`TypedPopError::Closed`].
     pub fn is_closed(&self) -> bool {
         matches!(self, TypedPopError::Closed)
@@ -448,6 +470,7 @@ impl From<PopError> for TypedPopError {
             PopError::Empty => TypedPopError::Empty,
             PopError::Timeout => TypedPopError::Timeout,
             PopError::Closed => TypedPopError::Closed,
+            PopError::ProducersGone => TypedPopError::ProducersGone,
             PopError::Failed(e) => TypedPopError::Failed(e),
         }
     }

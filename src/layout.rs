@@ -105,7 +105,9 @@ pub(crate) struct RingWords {
     pub popped: AtomicU64,
     /// Nonzero once the deque is closed.
     pub closed: AtomicU32,
-    pub _reserved: [AtomicU32; 3],
+    /// Nonzero when a registered producer died without leaving, and no producer has registered since.
+    pub producers_died: AtomicU32,
+    pub _reserved: [AtomicU32; 2],
     pub recoveries: AtomicU64,
     pub high_water: AtomicU64,
 }

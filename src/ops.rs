@@ -125,7 +125,7 @@ impl RawDeque {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(e),
             Err(Blocked::WouldBlock) => Err(PushError::Full(done)),
-            Err(Blocked::Timeout) => Err(PushError::Timeout(done)),
+            Err(Blocked::Timeout | Blocked::ProducersGone) => Err(PushError::Timeout(done)),
             Err(Blocked::Failed(error)) => Err(PushError::Failed { value: done, error: *error }),
         }
     }
@@ -255,6 +255,8 @@ fn flatten_push(r: Result<Result<(), PushError<()>>, Blocked>) -> Result<(), Pus
         Ok(inner) => inner,
         Err(Blocked::WouldBlock) => Err(PushError::Full(())),
         Err(Blocked::Timeout) => Err(PushError::Timeout(())),
+        // Only a wait for a message ends so.
+        Err(Blocked::ProducersGone) => Err(PushError::Timeout(())),
         Err(Blocked::Failed(error)) => Err(PushError::Failed { value: (), error: *error }),
     }
 }
@@ -272,6 +274,7 @@ fn blocked_pop(blocked: Blocked) -> PopError {
     match blocked {
         Blocked::WouldBlock => PopError::Empty,
         Blocked::Timeout => PopError::Timeout,
+        Blocked::ProducersGone => PopError::ProducersGone,
         Blocked::Failed(e) => PopError::Failed(*e),
     }
 }

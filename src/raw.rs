@@ -534,6 +534,8 @@ impl RawDeque {
             .seg
             .register(&self.own, KIND_PRODUCER)?
             .ok_or_else(|| Error::TooManyProducers { name: self.name().to_owned(), max: MAX_REGISTRATIONS })?;
+        // A producer arrived: the stream goes on, whoever died before.
+        self.header().ring.producers_died.store(0, Relaxed);
         Ok(Producer { deque: self, reg, left: false })
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::err::Error;
-use crate::layout::{self, KIND_FREE, MAX_REGISTRATIONS, Registration, WaitWord};
+use crate::layout::{self, KIND_FREE, KIND_PRODUCER, MAX_REGISTRATIONS, Registration, WaitWord};
 use crate::os;
 use crate::segment::Segment;
 
@@ -70,7 +70,7 @@ impl Segment {
                 continue;
             }
             let entry = &self.header().registrations[index as usize];
-            self.take_back_sleepers(entry);
+            self.free_dead(entry);
             let generation = entry.generation.load(Relaxed).wrapping_add(1);
             entry.generation.store(generation, Relaxed);
             entry.kind.store(kind, Relaxed);
@@ -129,7 +129,7 @@ impl Segment {
                 continue;
             }
             if self.try_take(index).unwrap_or(false) {
-                self.take_back_sleepers(entry);
+                self.free_dead(entry);
                 entry.kind.store(KIND_FREE, Relaxed);
                 entry.generation.store(entry.generation.load(Relaxed).wrapping_add(1), Relaxed);
                 os::ofd_unlock(self.fd(), u64::from(index));
@@ -139,6 +139,31 @@ impl Segment {
             let sum = h.registrations.iter().fold(0u32, |n, e| n.saturating_add(e.asleep[k].load(Relaxed)));
             word.sleepers.store(sum, Relaxed);
         }
+    }
+
+    /// Undoes what the dead holder of an entry just taken left behind: its sleeper counts, and if it was a
+    /// producer, the record that a producer died without leaving.
+    fn free_dead(&self, entry: &Registration) {
+        self.take_back_sleepers(entry);
+        if entry.kind.load(Relaxed) == KIND_PRODUCER {
+            self.header().ring.producers_died.store(1, Relaxed);
+        }
+    }
+
+    /// Whether every registered producer has died without leaving (at least one did, none lives): the
+    /// stream ended without a close. A system call per producer entry: only for a pop about to sleep.
+    pub(crate) fn producers_gone(&self, own: &Own) -> bool {
+        let h = self.header();
+        let mut dead = h.ring.producers_died.load(Relaxed) != 0;
+        for i in 0..MAX_REGISTRATIONS as u32 {
+            if h.registrations[i as usize].kind.load(Relaxed) == KIND_PRODUCER {
+                if self.registration_alive(own, i) {
+                    return false;
+                }
+                dead = true;
+            }
+        }
+        dead
     }
 
     /// One attempt at the lock of entry `index`'s byte.

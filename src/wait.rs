@@ -69,6 +69,8 @@ pub(crate) enum Cond {
 pub(crate) enum Blocked {
     WouldBlock,
     Timeout,
+    /// Waiting for a message, but every registered producer died without leaving.
+    ProducersGone,
     /// Boxed: `Error` is 56 bytes, and every blocking operation returns through this type, in registers.
     Failed(Box<Error>),
 }
@@ -149,6 +151,10 @@ impl RawDeque {
                 spun = Some((budget, start, long));
                 continue;
             };
+            // About to sleep for a message that no live producer will push: say so instead.
+            if matches!(cond, Cond::NotEmpty(_)) && self.seg.producers_gone(&self.own) {
+                return Err(Blocked::ProducersGone);
+            }
             let (word, k) = self.word(cond);
             // Register while holding the lock: whoever changes the deque after this unlock will see us.
             let counted = self.seg.add_sleeper(self.reg.index, k, word);

@@ -63,6 +63,16 @@ fn child_entry() {
             }
             0
         }
+        "produce_then_hang" => {
+            let q = open_raw(&name);
+            let _me = q.register_producer().unwrap();
+            for seq in 0..arg {
+                q.push_back(&seq.to_le_bytes()).unwrap();
+            }
+            signal_ready("pushed");
+            thread::sleep(WATCHDOG);
+            1
+        }
         "hold_lock" => {
             let q = open_raw(&name);
             let _guard = q.lock().unwrap();
@@ -309,6 +319,34 @@ fn deadline_and_into_forms_of_the_grid() {
     assert_eq!(t.pop_back_deadline(Instant::now() + WATCHDOG).unwrap(), 7);
     assert_eq!(t.pop_front_deadline(past).unwrap(), 5);
     assert!(t.pop_front_deadline(past).unwrap_err().is_timeout());
+}
+
+/// Once every registered producer is dead without having left, and the deque is empty, a blocking pop
+/// says `ProducersGone` instead of waiting for good (a `try_` pop still says `Empty`); a producer that
+/// registers resumes the stream; without registered producers, pops wait as before.
+#[test]
+fn a_pop_after_every_registered_producer_died_says_so() {
+    let name = Name::new("gone");
+    let q = Builder::new(&*name).capacity(8).slot_size(32).open_raw().unwrap();
+    assert!(q.pop_front_timeout(Duration::from_millis(20)).unwrap_err().is_timeout(), "nobody registered");
+    let mut kid = start("produce_then_hang", &name, 3);
+    kid.await_line("pushed", WATCHDOG);
+    kid.kill();
+    for seq in 0..3u64 {
+        assert_eq!(q.pop_front_timeout(WATCHDOG).unwrap(), seq.to_le_bytes(), "what was pushed comes first");
+    }
+    assert!(q.try_pop_front().unwrap_err().is_empty());
+    assert!(q.pop_front().unwrap_err().is_producers_gone());
+    assert!(q.pop_back_many_timeout(4, &mut Vec::new(), WATCHDOG).unwrap_err().is_producers_gone());
+    let typed = Builder::new(&*name).create_mode(CreateMode::Open).open::<u64>().unwrap();
+    assert!(typed.pop_front().unwrap_err().is_producers_gone());
+    // A new producer: the stream goes on.
+    let me = q.register_producer().unwrap();
+    assert!(q.pop_front_timeout(Duration::from_millis(20)).unwrap_err().is_timeout());
+    q.push_back(b"again").unwrap();
+    assert_eq!(q.pop_front().unwrap(), b"again");
+    drop(me); // left without closing, but alive to the end: not a death
+    assert!(q.pop_front_timeout(Duration::from_millis(20)).unwrap_err().is_timeout());
 }
 
 #[test]

@@ -50,7 +50,8 @@ struct Args {
     /// Exit with code 3 if no message arrives for this many seconds.
     #[arg(long, value_name = "SECS", value_parser = tool::parse_secs)]
     timeout: Option<Duration>,
-    /// Seconds to wait for the deque to be created if it does not exist yet; then exit 2.
+    /// Seconds to wait for the deque to be created if it does not exist yet (then exit 2), and for a new
+    /// producer to register once every registered producer died without closing the deque (then exit 1).
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = tool::parse_secs)]
     wait: Duration,
 }
@@ -201,10 +202,28 @@ impl<W: Write> Consumer<'_, W> {
             }
             r = self.pop(want, batch, Some(MOMENT));
         }
-        while matches!(r, Err(PopError::Empty | PopError::Timeout)) {
+        // Since when every producer has been dead (a pop says so at once, without waiting).
+        let mut gone_since: Option<Instant> = None;
+        while matches!(r, Err(PopError::Empty | PopError::Timeout | PopError::ProducersGone)) {
             self.flush()?;
             if tool::interrupted() {
                 return Err(self.interrupted());
+            }
+            if matches!(r, Err(PopError::ProducersGone)) {
+                let since = *gone_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.args.wait {
+                    return Err(Failure::runtime(format!(
+                        "every producer of deque '{}' died without closing it, and none came back within {} \
+                         (--wait); {} messages received",
+                        self.q.name(),
+                        tool::secs(self.args.wait),
+                        self.meter.messages()
+                    )));
+                }
+                // A supervisor may restart the producer: give it the grace period, a little at a time.
+                std::thread::sleep(MOMENT.max(Duration::from_millis(50)));
+            } else {
+                gone_since = None;
             }
             let Some(slice) = patience.slice() else {
                 return Err(Failure::timeout(format!(
