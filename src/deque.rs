@@ -67,6 +67,11 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
         &self.raw
     }
 
+    /// Makes this handle's waits return `Interrupted`; see [`RawDeque::interrupter`].
+    pub fn interrupter(&self) -> crate::Interrupter {
+        self.raw.interrupter()
+    }
+
     /// Encodes `value` (outside the lock, into a reused per-thread buffer) and pushes its bytes.
     fn push(&self, end: End, value: T, wait: Wait) -> Result<(), TypedPushError<T>> {
         let r = codec::with_encoded(&value, |bytes| {

@@ -48,6 +48,11 @@ macro_rules! value_carrying {
                 matches!(self, $ty::Timeout(_))
             }
 
+            #[doc = concat!("True for [`", stringify!($ty), "::Interrupted`].")]
+            pub fn is_interrupted(&self) -> bool {
+                matches!(self, $ty::Interrupted(_))
+            }
+
             /// Replaces the message carried by the error, keeping the reason.
             pub fn map<U>(self, f: impl FnOnce(T) -> U) -> $ty<U> {
                 match self {
@@ -281,6 +286,9 @@ pub enum PushError<T> {
     /// The deque is closed; no more messages can be pushed.
     #[error("the deque is closed")]
     Closed(T),
+    /// The handle's [`Interrupter`](crate::Interrupter) was used while the push waited for room.
+    #[error("interrupted while waiting for room in the deque")]
+    Interrupted(T),
     /// The message is larger than a slot's payload; the deque is unchanged. Use a deque with a larger slot
     /// size, or split the message.
     #[error("message of {len} bytes is larger than the slot payload of {max} bytes")]
@@ -303,7 +311,7 @@ pub enum PushError<T> {
     },
 }
 
-value_carrying!(PushError, [Full, Timeout, Closed], [TooLarge { len, max }, Failed { error }]);
+value_carrying!(PushError, [Full, Timeout, Closed, Interrupted], [TooLarge { len, max }, Failed { error }]);
 
 /// Why a pop of bytes returned no message.
 #[derive(Debug, thiserror::Error)]
@@ -327,12 +335,20 @@ pub enum PopError {
     /// [`RawDeque::register_producer`]: crate::RawDeque::register_producer
     #[error("every producer of the deque died without closing it")]
     ProducersGone,
+    /// The handle's [`Interrupter`](crate::Interrupter) was used while the pop waited for a message.
+    #[error("interrupted while waiting for a message")]
+    Interrupted,
     /// The pop failed for a reason that concerns the deque itself.
     #[error(transparent)]
     Failed(#[from] Error),
 }
 
 impl PopError {
+    /// True for [`PopError::Interrupted`].
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, PopError::Interrupted)
+    }
+
     /// True for [`PopError::ProducersGone`].
     pub fn is_producers_gone(&self) -> bool {
         matches!(self, PopError::ProducersGone)
@@ -368,6 +384,9 @@ pub enum TypedPushError<T> {
     /// The deque is closed; no more messages can be pushed.
     #[error("the deque is closed")]
     Closed(T),
+    /// The handle's [`Interrupter`](crate::Interrupter) was used while the push waited for room.
+    #[error("interrupted while waiting for room in the deque")]
+    Interrupted(T),
     /// The encoded value is larger than a slot's payload; the deque is unchanged. Use a deque with a larger
     /// slot size, or send smaller values.
     #[error("message of {len} bytes is larger than the slot payload of {max} bytes")]
@@ -398,7 +417,11 @@ pub enum TypedPushError<T> {
     },
 }
 
-value_carrying!(TypedPushError, [Full, Timeout, Closed], [TooLarge { len, max }, Encode { reason }, Failed { error }]);
+value_carrying!(
+    TypedPushError,
+    [Full, Timeout, Closed, Interrupted],
+    [TooLarge { len, max }, Encode { reason }, Failed { error }]
+);
 
 impl<T> From<PushError<T>> for TypedPushError<T> {
     fn from(e: PushError<T>) -> Self {
@@ -406,6 +429,7 @@ impl<T> From<PushError<T>> for TypedPushError<T> {
             PushError::Full(v) => TypedPushError::Full(v),
             PushError::Timeout(v) => TypedPushError::Timeout(v),
             PushError::Closed(v) => TypedPushError::Closed(v),
+            PushError::Interrupted(v) => TypedPushError::Interrupted(v),
             PushError::TooLarge { value, len, max } => TypedPushError::TooLarge { value, len, max },
             PushError::Failed { value, error } => TypedPushError::Failed { value, error },
         }
@@ -428,6 +452,9 @@ pub enum TypedPopError {
     /// As [`PopError::ProducersGone`].
     #[error("every producer of the deque died without closing it")]
     ProducersGone,
+    /// The handle's [`Interrupter`](crate::Interrupter) was used while the pop waited for a message.
+    #[error("interrupted while waiting for a message")]
+    Interrupted,
     /// A message was removed from the deque but is not a valid encoding of the requested type (a peek leaves
     /// it in place). Its bytes are here, so it is not lost.
     #[error("a message of {} bytes could not be decoded: {reason}", bytes.len())]
@@ -443,6 +470,11 @@ pub enum TypedPopError {
 }
 
 impl TypedPopError {
+    /// True for [`TypedPopError::Interrupted`].
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, TypedPopError::Interrupted)
+    }
+
     /// True for [`TypedPopError::ProducersGone`].
     pub fn is_producers_gone(&self) -> bool {
         matches!(self, TypedPopError::ProducersGone)
@@ -471,6 +503,7 @@ impl From<PopError> for TypedPopError {
             PopError::Timeout => TypedPopError::Timeout,
             PopError::Closed => TypedPopError::Closed,
             PopError::ProducersGone => TypedPopError::ProducersGone,
+            PopError::Interrupted => TypedPopError::Interrupted,
             PopError::Failed(e) => TypedPopError::Failed(e),
         }
     }

@@ -62,6 +62,7 @@ pub use deque::{LockGuard, SharedDeque};
 pub use err::{Error, PopError, PushError, TypedPopError, TypedPushError};
 pub use guard::RawLockGuard;
 pub use raw::{Producer, RawDeque};
+pub use wait::Interrupter;
 
 /// The segment layout version this build reads and writes.
 pub const LAYOUT_VERSION: u32 = layout::LAYOUT_VERSION;

@@ -126,6 +126,7 @@ impl RawDeque {
             Ok(Err(e)) => Err(e),
             Err(Blocked::WouldBlock) => Err(PushError::Full(done)),
             Err(Blocked::Timeout | Blocked::ProducersGone) => Err(PushError::Timeout(done)),
+            Err(Blocked::Interrupted) => Err(PushError::Interrupted(done)),
             Err(Blocked::Failed(error)) => Err(PushError::Failed { value: done, error: *error }),
         }
     }
@@ -255,6 +256,7 @@ fn flatten_push(r: Result<Result<(), PushError<()>>, Blocked>) -> Result<(), Pus
         Ok(inner) => inner,
         Err(Blocked::WouldBlock) => Err(PushError::Full(())),
         Err(Blocked::Timeout) => Err(PushError::Timeout(())),
+        Err(Blocked::Interrupted) => Err(PushError::Interrupted(())),
         // Only a wait for a message ends so.
         Err(Blocked::ProducersGone) => Err(PushError::Timeout(())),
         Err(Blocked::Failed(error)) => Err(PushError::Failed { value: (), error: *error }),
@@ -275,6 +277,7 @@ fn blocked_pop(blocked: Blocked) -> PopError {
         Blocked::WouldBlock => PopError::Empty,
         Blocked::Timeout => PopError::Timeout,
         Blocked::ProducersGone => PopError::ProducersGone,
+        Blocked::Interrupted => PopError::Interrupted,
         Blocked::Failed(e) => PopError::Failed(*e),
     }
 }

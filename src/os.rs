@@ -34,6 +34,85 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     }
 }
 
+/// Sleeps as [`futex_wait`] does on the shared `word`, and also until the process-private word `local`
+/// stops holding `local_expected` or is woken: one `futex_waitv` call (Linux 5.16 and later). Where the
+/// kernel has no `futex_waitv`, it sleeps on `word` alone for at most `fallback_slice` at a time, so that
+/// the caller, which looks at `local` after every return, notices a change within that slice.
+pub(crate) fn futex_wait_either(
+    word: &AtomicU32,
+    expected: u32,
+    local: &AtomicU32,
+    local_expected: u32,
+    timeout: Option<Duration>,
+    fallback_slice: Duration,
+) {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    static NO_WAITV: AtomicBool = AtomicBool::new(false);
+    if !NO_WAITV.load(Relaxed) {
+        #[repr(C)]
+        struct FutexWaitv {
+            val: u64,
+            uaddr: u64,
+            flags: u32,
+            reserved: u32,
+        }
+        const FUTEX2_SIZE_U32: u32 = 2;
+        const FUTEX2_PRIVATE: u32 = 128;
+        let waiters = [
+            FutexWaitv { val: u64::from(expected), uaddr: word.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 },
+            FutexWaitv {
+                val: u64::from(local_expected),
+                uaddr: local.as_ptr() as u64,
+                flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+                reserved: 0,
+            },
+        ];
+        let abs = timeout.map(monotonic_after);
+        let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `waiters` holds two valid futex_waitv entries whose addresses point at live, aligned
+        // 32-bit words for the call; `abs_ptr` is null or points at a timespec that outlives the call.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_futex_waitv, waiters.as_ptr(), 2u32, 0u32, abs_ptr, libc::CLOCK_MONOTONIC)
+        };
+        if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return;
+        }
+        NO_WAITV.store(true, Relaxed);
+    }
+    futex_wait(word, expected, Some(timeout.map_or(fallback_slice, |t| t.min(fallback_slice))));
+}
+
+/// Wakes every thread of this process sleeping on the process-private `word` in [`futex_wait_either`].
+/// Async-signal-safe: one system call.
+pub(crate) fn futex_wake_private(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE_PRIVATE only uses the address of `word` as a key; it stays valid for the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        )
+    };
+}
+
+/// `now + d` on CLOCK_MONOTONIC as a normalized timespec, saturating far in the future.
+fn monotonic_after(d: Duration) -> libc::timespec {
+    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_MONOTONIC is always supported on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    let mut sec = now.tv_sec.saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as libc::time_t);
+    let mut nsec = now.tv_nsec + d.subsec_nanos() as libc::c_long;
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    libc::timespec { tv_sec: sec, tv_nsec: nsec }
+}
+
 /// Wakes up to `n` processes sleeping on `word`; returns how many it woke (0 if the call failed).
 pub(crate) fn futex_wake(word: &AtomicU32, n: i32) -> u32 {
     // SAFETY: FUTEX_WAKE only uses the address of `word` as a key; it stays valid for the call.

@@ -10,7 +10,7 @@ use crate::layout::{self, Header, KIND_HANDLE, KIND_PRODUCER, MAX_REGISTRATIONS}
 use crate::registry::{Own, Registered};
 use crate::ring::End;
 use crate::segment::Segment;
-use crate::wait::{self, SpinBudget};
+use crate::wait::{self, Interrupter, SpinBudget};
 use crate::{Config, Stats};
 
 /// A bounded deque of byte messages in a named shared-memory segment.
@@ -51,6 +51,8 @@ pub struct RawDeque {
     pub(crate) seg: Segment,
     /// This handle's adaptive spin before a wait sleeps.
     pub(crate) spin: SpinBudget,
+    /// Set by this handle's [`Interrupter`]s: its waits return `Interrupted`.
+    pub(crate) interrupt: Interrupter,
     /// This handle's registration (see `registry.rs`), and the lock word that names it as the owner.
     pub(crate) reg: Registered,
     pub(crate) me: u32,
@@ -78,7 +80,7 @@ impl RawDeque {
             .register(&own, KIND_HANDLE)?
             .ok_or_else(|| Error::TooManyHandles { name: seg.name().to_owned(), max: MAX_REGISTRATIONS })?;
         let me = layout::lock_owner(reg.index, reg.generation);
-        Ok(RawDeque { seg, spin: SpinBudget::new(), reg, me, own })
+        Ok(RawDeque { seg, spin: SpinBudget::new(), interrupt: Interrupter::new(), reg, me, own })
     }
 
     #[inline]
@@ -124,6 +126,13 @@ impl RawDeque {
     /// Whether the deque is full (a snapshot).
     pub fn is_full(&self) -> bool {
         self.len() == self.capacity()
+    }
+
+    /// A handle on this handle's waits: [`Interrupter::interrupt`] makes its blocked operations (and later
+    /// ones, until [`Interrupter::reset`]) return `Interrupted` at once, from any thread or a signal
+    /// handler, without touching other processes.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupt.clone()
     }
 
     /// Whether the deque has been closed.

@@ -38,3 +38,6 @@ pub(crate) const UNCOUNTED_SLEEP: Duration = Duration::from_millis(1);
 /// How often a locker asleep on a held lock looks whether its owner died (nobody wakes it then): a killed
 /// holder's lock is taken over within about this long.
 pub(crate) const LOCK_RECHECK: Duration = Duration::from_millis(10);
+/// Where the kernel lacks futex_waitv (before Linux 5.16), how often a sleeper looks whether its handle was
+/// interrupted.
+pub(crate) const INTERRUPT_FALLBACK_SLICE: Duration = Duration::from_millis(10);

@@ -15,6 +15,7 @@
 //! killed between its unlock and its wake-up call (the `test-hooks` feature can switch that off, so that a
 //! lost wake-up shows as a hang).
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
@@ -26,8 +27,9 @@ use crate::os;
 use crate::raw::RawDeque;
 use crate::ring::End;
 use crate::tuning::{
-    LOCK_BACKOFF_MAX, LOCK_SPIN, MESSAGE_POLL_PAUSES, ROOM_POLL_PAUSES, ROOM_SLACK_MAX, SLEEP_RECHECK, SPIN_POLLS,
-    SPIN_YIELD_AFTER, UNCOUNTED_SLEEP, WAIT_SPIN_MAX_NS, WAIT_SPIN_MIN_NS, WAIT_SPIN_START_NS,
+    INTERRUPT_FALLBACK_SLICE, LOCK_BACKOFF_MAX, LOCK_SPIN, MESSAGE_POLL_PAUSES, ROOM_POLL_PAUSES, ROOM_SLACK_MAX,
+    SLEEP_RECHECK, SPIN_POLLS, SPIN_YIELD_AFTER, UNCOUNTED_SLEEP, WAIT_SPIN_MAX_NS, WAIT_SPIN_MIN_NS,
+    WAIT_SPIN_START_NS,
 };
 
 /// How long an operation may wait for room or for a message.
@@ -69,10 +71,66 @@ pub(crate) enum Cond {
 pub(crate) enum Blocked {
     WouldBlock,
     Timeout,
+    /// The handle's [`Interrupter`] was used.
+    Interrupted,
     /// Waiting for a message, but every registered producer died without leaving.
     ProducersGone,
     /// Boxed: `Error` is 56 bytes, and every blocking operation returns through this type, in registers.
     Failed(Box<Error>),
+}
+
+/// Makes the blocked operations of one handle return at once with `Interrupted`, from another thread or a
+/// signal handler, without touching other processes; see [`RawDeque::interrupter`].
+///
+/// Cloning it is cheap; every clone acts on the same handle. [`interrupt`](Self::interrupt) is sticky: the
+/// handle's waits for room or for a message fail with `Interrupted` (`PushError::Interrupted`,
+/// `PopError::Interrupted`) until [`reset`](Self::reset), while operations that need not wait go on as
+/// usual. A wait for the deque's lock itself (held by a stopped process) is not interrupted.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// # let name = format!("doc-interrupt-{}", std::process::id());
+/// let q = shmdeque::Builder::new(&name).capacity(4).slot_size(32).open_raw()?;
+/// let stop = q.interrupter();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         std::thread::sleep(Duration::from_millis(20));
+///         stop.interrupt(); // e.g. on Ctrl-C
+///     });
+///     assert!(q.pop_front().unwrap_err().is_interrupted()); // would have waited for good
+/// });
+/// stop.reset();
+/// q.push_back(b"on we go")?;
+/// assert_eq!(q.pop_front()?, b"on we go");
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Interrupter(Arc<AtomicU32>);
+
+impl Interrupter {
+    pub(crate) fn new() -> Interrupter {
+        Interrupter(Arc::new(AtomicU32::new(0)))
+    }
+
+    /// Makes the handle's blocked (and later) waits return `Interrupted` at once. Async-signal-safe: an
+    /// atomic store and one system call, so a signal handler may call it.
+    pub fn interrupt(&self) {
+        self.0.store(1, Release);
+        os::futex_wake_private(&self.0);
+    }
+
+    /// Lets the handle's operations wait again.
+    pub fn reset(&self) {
+        self.0.store(0, Release);
+    }
+
+    /// Whether [`interrupt`](Self::interrupt) was called since the last [`reset`](Self::reset).
+    pub fn is_interrupted(&self) -> bool {
+        self.0.load(Acquire) != 0
+    }
 }
 
 /// A handle's adaptive spin budget, in nanoseconds: how long its next wait spins before it sleeps.
@@ -141,6 +199,7 @@ impl RawDeque {
             let deadline = match wait {
                 Wait::Now => return Err(Blocked::WouldBlock),
                 Wait::Until(t) if Instant::now() >= t => return Err(Blocked::Timeout),
+                _ if self.interrupt.is_interrupted() => return Err(Blocked::Interrupted),
                 w => w.deadline(),
             };
             let Some((budget, start, _)) = spun else {
@@ -169,7 +228,7 @@ impl RawDeque {
                 (Some(d), Some(u)) => Some(d.min(u)),
                 (d, u) => d.or(u),
             };
-            sleep_while(word, seq, until);
+            self.sleep_while(word, seq, until);
             if counted {
                 self.seg.remove_sleeper(self.reg.index, k, word);
             }
@@ -238,6 +297,9 @@ impl RawDeque {
         };
         let mut long = false;
         loop {
+            if self.interrupt.is_interrupted() {
+                return long;
+            }
             for _ in 0..(SPIN_POLLS / pauses).max(1) {
                 if self.may_proceed(cond) {
                     return long;
@@ -295,18 +357,21 @@ fn recheck_interval() -> Option<Duration> {
     Some(SLEEP_RECHECK)
 }
 
-/// Sleeps while `word.seq` still holds `seq`, up to the deadline; the caller re-checks under the lock in
-/// every case (a wake-up, a change, a signal, the timeout).
-fn sleep_while(word: &WaitWord, seq: u32, deadline: Option<Instant>) {
-    while word.seq.load(Acquire) == seq {
-        let timeout = match deadline {
-            Some(t) => match t.checked_duration_since(Instant::now()) {
-                Some(d) if !d.is_zero() => Some(d),
-                _ => break,
-            },
-            None => None,
-        };
-        os::futex_wait(&word.seq, seq, timeout);
+impl RawDeque {
+    /// Sleeps while `word.seq` still holds `seq`, up to the deadline, unless the handle is interrupted; the
+    /// caller re-checks under the lock in every case (a wake-up, a change, a signal, the timeout).
+    fn sleep_while(&self, word: &WaitWord, seq: u32, deadline: Option<Instant>) {
+        let interrupt = &self.interrupt.0;
+        while word.seq.load(Acquire) == seq && interrupt.load(Acquire) == 0 {
+            let timeout = match deadline {
+                Some(t) => match t.checked_duration_since(Instant::now()) {
+                    Some(d) if !d.is_zero() => Some(d),
+                    _ => break,
+                },
+                None => None,
+            };
+            os::futex_wait_either(&word.seq, seq, interrupt, 0, timeout, INTERRUPT_FALLBACK_SLICE);
+        }
     }
 }
 

@@ -349,6 +349,37 @@ fn a_pop_after_every_registered_producer_died_says_so() {
     assert!(q.pop_front_timeout(Duration::from_millis(20)).unwrap_err().is_timeout());
 }
 
+/// An interrupter makes this handle's blocked push and pop return `Interrupted` at once, handing the message
+/// back, and touches nothing else: a handle of another process blocked on the same deque keeps waiting and
+/// still gets its message.
+#[test]
+fn an_interrupter_stops_this_handles_waits_only() {
+    let name = Name::new("interrupt");
+    let q = Builder::new(&*name).capacity(1).slot_size(32).open_raw().unwrap();
+    let mut other = start("block_pop", &name, 0);
+    other.await_line("waiting", WATCHDOG);
+    let stop = q.interrupter();
+    thread::scope(|s| {
+        let popper = s.spawn(|| q.pop_front());
+        thread::sleep(Duration::from_millis(50));
+        stop.interrupt();
+        assert!(popper.join().unwrap().unwrap_err().is_interrupted());
+    });
+    assert!(stop.is_interrupted());
+    assert!(q.pop_front_timeout(WATCHDOG).unwrap_err().is_interrupted(), "sticky until reset");
+    assert!(q.try_pop_front().unwrap_err().is_empty(), "operations that need not wait go on");
+    stop.reset();
+    q.push_back(b"wake").unwrap();
+    assert_eq!(other.wait(WATCHDOG).code(), Some(0), "the other process got its message");
+    q.push_back(b"full").unwrap();
+    thread::scope(|s| {
+        let pusher = s.spawn(|| q.push_back(b"late").map_err(|e| (e.is_interrupted(), e.into_inner())));
+        thread::sleep(Duration::from_millis(50));
+        stop.interrupt();
+        assert_eq!(pusher.join().unwrap(), Err((true, &b"late"[..])));
+    });
+}
+
 #[test]
 fn a_blocked_pop_wakes_for_a_push_from_another_process() {
     let name = Name::new("wake");

@@ -36,8 +36,9 @@ Exit codes:
   3    timeout: --timeout expired
   130  interrupted by SIGINT or SIGTERM";
 
-/// How long one blocking call waits before the tools check for a signal or an expired timeout again. A
-/// signal does not cut the library's futex waits short, so waits are made in slices of this length.
+/// How long one blocking call waits before the tools check an expired `--timeout` (and their other
+/// bookkeeping) again. A signal needs no slice: it interrupts the deque's waits at once (see
+/// [`interrupt_on_signal`]).
 pub const SLICE: Duration = Duration::from_millis(100);
 
 /// Why a tool stops unsuccessfully: the exit code and the one line it prints.
@@ -110,6 +111,7 @@ impl From<PopError> for Failure {
         match e {
             PopError::Failed(e) => e.into(),
             PopError::Timeout => Failure::timeout("timed out waiting for a message"),
+            PopError::Interrupted => Failure::interrupted("interrupted while waiting for a message"),
             other => Failure::runtime(other.to_string()),
         }
     }
@@ -229,9 +231,25 @@ pub fn secs(d: Duration) -> String {
 
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
+/// The deque whose waits a signal interrupts (see [`interrupt_on_signal`]).
+static INTERRUPTER: std::sync::OnceLock<shmdeque::Interrupter> = std::sync::OnceLock::new();
+
 extern "C" fn on_signal(_signal: libc::c_int) {
-    // Only an atomic store: the one thing a signal handler may safely do here.
+    // Atomic stores and a futex wake-up only: what a signal handler may safely do.
     SIGNALLED.store(true, Ordering::SeqCst);
+    if let Some(i) = INTERRUPTER.get() {
+        i.interrupt();
+    }
+}
+
+/// Makes SIGINT and SIGTERM interrupt the waits of `q` at once (they return `Interrupted`), besides setting
+/// the flag of [`interrupted`]. Call it once, after [`catch_interrupts`] and opening the deque.
+pub fn interrupt_on_signal(q: &shmdeque::RawDeque) {
+    let _ = INTERRUPTER.set(q.interrupter());
+    // A signal that came before the interrupter was in place.
+    if interrupted() {
+        q.interrupter().interrupt();
+    }
 }
 
 /// Makes SIGINT and SIGTERM set a flag (see [`interrupted`]) instead of killing the process, so a tool can

@@ -65,6 +65,7 @@ fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
     let q = open(&name, args.wait, &args.trust)?;
+    tool::interrupt_on_signal(&q);
     let mut consumer = Consumer {
         q: &q,
         args: &args,
@@ -237,6 +238,8 @@ impl<W: Write> Consumer<'_, W> {
         match r {
             Ok(_) => Ok(Popped::Some),
             Err(PopError::Closed) => Ok(Popped::Closed),
+            // Ctrl-C or SIGTERM, while waiting for a message.
+            Err(PopError::Interrupted) => Err(self.interrupted()),
             Err(e) => Err(e.into()),
         }
     }

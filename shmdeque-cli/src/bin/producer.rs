@@ -83,6 +83,7 @@ fn run(args: Args) -> Result<(), Failure> {
         builder = builder.slot_size(slot_size);
     }
     let q = builder.open_raw()?;
+    tool::interrupt_on_signal(&q);
     // Registered before the check, so that a consumer-side close after it is reported as such below.
     let registration = q.register_producer()?;
     if q.is_closed() {
@@ -161,6 +162,8 @@ impl<'q> Pusher<'q> {
                     ))),
                 ),
                 Err(PushError::Failed { value, error }) => (value, Some(error.into())),
+                // Ctrl-C or SIGTERM, while waiting for room.
+                Err(PushError::Interrupted(n)) => (n, Some(self.interrupted())),
                 Err(e) => (0, Some(Failure::runtime(e.to_string()))),
             };
             if n > 0 {

@@ -30,6 +30,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
     let q = args.trust.apply(Builder::new(&name).create_mode(CreateMode::Open))?.open_raw()?;
+    tool::interrupt_on_signal(&q);
     let max = q.max_message_len();
     for (i, m) in args.messages.iter().enumerate() {
         if m.len() > max {
