@@ -501,8 +501,7 @@ impl Matrix {
     /// Whether thread `tid` (as this process sees it) of `r` sleeps in a futex system call.
     fn in_futex_wait(&self, r: &Runner, tid: u32) -> bool {
         match r.inner {
-            Some(pid) => std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
-                .is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_futex))),
+            Some(pid) => shmdeque_testkit::in_futex_wait(pid, tid),
             None => r.kid.in_futex_wait(tid),
         }
     }

@@ -473,8 +473,7 @@ impl Kid {
 
     /// Whether thread `tid` of the child is asleep in a futex system call (blocked on a wait word or the lock).
     pub fn in_futex_wait(&self, tid: u32) -> bool {
-        let path = format!("/proc/{}/task/{tid}/syscall", self.pid);
-        std::fs::read_to_string(path).is_ok_and(|s| s.starts_with(&format!("{} ", libc::SYS_futex)))
+        in_futex_wait(self.pid, tid)
     }
 }
 
@@ -680,6 +679,16 @@ impl Rng {
     pub fn chance(&mut self, one_in: u64) -> bool {
         self.below(one_in) == 0
     }
+}
+
+/// Whether thread `tid` of process `pid` is asleep in a futex system call: `futex` (a lock or a wait word
+/// alone) or `futex_waitv` (a wait word and the handle's interrupt word).
+pub fn in_futex_wait(pid: u32, tid: u32) -> bool {
+    let path = format!("/proc/{pid}/task/{tid}/syscall");
+    std::fs::read_to_string(path).is_ok_and(|s| {
+        let nr = s.split_whitespace().next().and_then(|n| n.parse::<libc::c_long>().ok());
+        nr == Some(libc::SYS_futex) || nr == Some(libc::SYS_futex_waitv)
+    })
 }
 
 /// The path of one of the workspace's tools (`producer`, `consumer`, `shmdeque`) from the same build as the
