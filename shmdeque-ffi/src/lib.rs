@@ -267,8 +267,8 @@ pub unsafe extern "C" fn shmdeque_open(
     })
 }
 
-/// Releases a handle; NULL is a no-op. The deque itself stays (see `shmdeque_remove`), except that the last
-/// handle to leave a closed and drained deque removes it, in any process.
+/// Releases a handle; NULL is a no-op. The deque itself stays until `shmdeque_remove`, except that a closed
+/// and drained deque is removed when the last handle to it, in any process, is released.
 ///
 /// Ownership: `q` is invalid afterwards. Guards and producers made from it stay valid: the handle's resources
 /// are freed when the last of them is released too.

@@ -81,6 +81,9 @@ impl Toolchain {
     /// A command for `program`, with the sanitizers set to stop at the first report.
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
+        // cargo points LD_LIBRARY_PATH at target/PROFILE too, whose libshmdeque_ffi.so may be from an older
+        // `cargo build`: it would win over the rpath to this build's.
+        cmd.env_remove("LD_LIBRARY_PATH");
         if self.sanitize {
             cmd.env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86");
             cmd.env("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87");
@@ -249,6 +252,17 @@ fn cpp_rejects_a_bad_message(t: &Toolchain) {
     assert!(text(&out.stderr).contains("message #1 is bad: checksum mismatch"), "{}", text(&out.stderr));
 }
 
+/// The benchmark of the README's "From C and C++" builds and runs (briefly: the figures come from long runs).
+fn bench_program(t: &Toolchain) {
+    let exe = t.build(&["shmdeque-ffi/bench/push_pop.c"], "push_pop", Link::Static);
+    for mode in ["copy", "inplace"] {
+        let mut cmd = t.command(&exe);
+        cmd.args(["10000", mode]);
+        let out = succeeded(&run(cmd, "push_pop"), "the C benchmark");
+        assert!(out.starts_with(&format!("c {mode}: 10000 iterations, ")), "{out}");
+    }
+}
+
 fn all(t: &Toolchain) {
     c_api(t);
     cpp_wrapper(t);
@@ -256,6 +270,7 @@ fn all(t: &Toolchain) {
     c_to_rust(t);
     c_messages_are_the_rust_ones(t);
     cpp_rejects_a_bad_message(t);
+    bench_program(t);
 }
 
 #[test]
