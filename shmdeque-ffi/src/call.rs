@@ -21,6 +21,7 @@ pub(crate) struct Fail {
 }
 
 impl Fail {
+    #[cold]
     pub fn new(status: shmdeque_status, message: impl Into<String>) -> Fail {
         let mut bytes = message.into().into_bytes();
         // The library's messages quote names, which C strings cannot hold a NUL of; other sources could.
@@ -36,10 +37,13 @@ impl Fail {
     }
 
     /// A NULL where a pointer is required.
+    #[cold]
+    #[inline(never)]
     pub fn null(what: &str) -> Fail {
         Fail::new(SHMDEQUE_INVALID, format!("{what} is NULL; pass a valid pointer"))
     }
 
+    #[cold]
     pub fn invalid(message: impl Into<String>) -> Fail {
         Fail::new(SHMDEQUE_INVALID, message)
     }
@@ -146,11 +150,24 @@ impl Wait {
             0 => Ok(Wait::Now),
             -1 => Ok(Wait::Forever),
             ms if ms > 0 => Ok(Wait::For(Duration::from_millis(ms as u64))),
-            ms => Err(Fail::invalid(format!(
-                "timeout_ms {ms} is invalid: pass -1 to wait as long as it takes, 0 not to wait, or a positive count"
-            ))),
+            ms => Err(bad_timeout(ms)),
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_timeout(ms: i64) -> Fail {
+    Fail::invalid(format!(
+        "timeout_ms {ms} is invalid: pass -1 to wait as long as it takes, 0 not to wait, or a positive count"
+    ))
+}
+
+/// A length no object can have (`len` values of `size` bytes exceed `isize::MAX`).
+#[cold]
+#[inline(never)]
+fn too_long(what: &str, len: usize) -> Fail {
+    Fail::invalid(format!("{what}'s length {len} is larger than any object"))
 }
 
 /// Calls the `try_`, blocking or `_timeout` form of an operation as `wait` says. The arguments come in the
@@ -211,11 +228,15 @@ impl From<PopError> for Fail {
 }
 
 /// A message too large for any slot of the deque, refused before a slice of it is made.
+#[cold]
+#[inline(never)]
 pub(crate) fn too_large(len: usize, max: usize) -> Fail {
     Fail::new(SHMDEQUE_TOO_LARGE, format!("message of {len} bytes is larger than the slot payload of {max} bytes"))
 }
 
 /// A message that does not fit the caller's buffer; it was left in the deque.
+#[cold]
+#[inline(never)]
 pub(crate) fn too_small(needed: usize, have: usize) -> Fail {
     Fail::new(
         SHMDEQUE_BUFFER_TOO_SMALL,
@@ -262,7 +283,7 @@ pub(crate) unsafe fn slice<'a, T>(p: *const T, len: usize, what: &str) -> Result
         return Err(Fail::null(what));
     }
     if len.checked_mul(size_of::<T>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
-        return Err(Fail::invalid(format!("{what}'s length {len} is larger than any object")));
+        return Err(too_long(what, len));
     }
     // SAFETY: non-NULL, and `len` values fit an object (checked above); readable and aligned by the caller's
     // contract.
@@ -283,7 +304,7 @@ pub(crate) unsafe fn slice_mut<'a, T>(p: *mut T, len: usize, what: &str) -> Resu
         return Err(Fail::null(what));
     }
     if len.checked_mul(size_of::<T>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
-        return Err(Fail::invalid(format!("{what}'s length {len} is larger than any object")));
+        return Err(too_long(what, len));
     }
     // SAFETY: as in `slice`, for writing, with no other access by the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })

