@@ -561,7 +561,8 @@ private:
 
     using PushWith = shmdeque_status (*)(shmdeque_handle*, std::size_t, shmdeque_fill_fn, void*, std::int64_t);
     using PopWith = shmdeque_status (*)(shmdeque_handle*, shmdeque_read_fn, void*, std::int64_t);
-    using PushMany = shmdeque_status (*)(shmdeque_handle*, const shmdeque_msg*, std::size_t, std::size_t*, std::int64_t);
+    using PushMany =
+        shmdeque_status (*)(shmdeque_handle*, const shmdeque_msg*, std::size_t, std::size_t*, std::int64_t);
     using PopManyWith =
         shmdeque_status (*)(shmdeque_handle*, std::size_t, shmdeque_each_fn, void*, std::size_t*, std::int64_t);
 

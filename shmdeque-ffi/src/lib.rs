@@ -1,4 +1,4 @@
-//! The C ABI of shmdeque: every operation of [`RawDeque`](::shmdeque::RawDeque) as an `extern "C"` function
+//! The C ABI of shmdeque: every operation of [`RawDeque`] as an `extern "C"` function
 //! that returns a [`shmdeque_status`], with a per-thread error message, SQLite style.
 //!
 //! The header `include/shmdeque.h` is generated from this file by cbindgen (`cbindgen.toml` beside
