@@ -215,6 +215,28 @@ pub enum Error {
         max: usize,
     },
 
+    /// A URL given for a deque (a Redis server or cluster) cannot be used.
+    #[error("invalid deque URL '{url}': {reason}")]
+    InvalidUrl {
+        /// The URL as given, its password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An operation on a deque in Redis failed: the server stayed unreachable longer than the reconnection
+    /// time, or answered with an error (say which in `reason`). Only the Redis backend (cargo feature
+    /// `redis`) returns it.
+    #[error("{op} failed for deque '{name}' on Redis: {reason}")]
+    Remote {
+        /// The deque's name.
+        name: String,
+        /// What was being done.
+        op: &'static str,
+        /// What went wrong, and where.
+        reason: String,
+    },
+
     /// A system call failed for a reason not covered above.
     #[error("{op} failed for deque '{name}': {source}")]
     Os {
@@ -278,6 +300,12 @@ pub enum PopError {
     /// The deque is closed and every message has been popped.
     #[error("the deque is closed and drained")]
     Closed,
+    /// The deque is empty and not closed, and its producers are gone: every registered producer's
+    /// registration expired without its leaving (its process died, or lost the server), so nothing will
+    /// come unless a new producer registers. Reported by the Redis backend, whose producers renew their
+    /// registration with a heartbeat; shared-memory deques do not report it yet.
+    #[error("the deque is empty and all its producers are gone without closing it")]
+    ProducersGone,
     /// The pop failed for a reason that concerns the deque itself.
     #[error(transparent)]
     Failed(#[from] Error),
@@ -371,6 +399,9 @@ pub enum TypedPopError {
     /// The deque is closed and every message has been popped.
     #[error("the deque is closed and drained")]
     Closed,
+    /// The deque is empty and its producers are gone; see [`PopError::ProducersGone`].
+    #[error("the deque is empty and all its producers are gone without closing it")]
+    ProducersGone,
     /// A message was removed from the deque but is not a valid encoding of the requested type (a peek leaves
     /// it in place). Its bytes are here, so it is not lost.
     #[error("a message of {} bytes could not be decoded: {reason}", bytes.len())]
@@ -408,6 +439,7 @@ impl From<PopError> for TypedPopError {
             PopError::Empty => TypedPopError::Empty,
             PopError::Timeout => TypedPopError::Timeout,
             PopError::Closed => TypedPopError::Closed,
+            PopError::ProducersGone => TypedPopError::ProducersGone,
             PopError::Failed(e) => TypedPopError::Failed(e),
         }
     }

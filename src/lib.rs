@@ -49,6 +49,8 @@ mod lock;
 mod ops;
 mod os;
 mod raw;
+#[cfg(feature = "redis")]
+mod remote;
 mod ring;
 mod segment;
 mod tuning;
@@ -60,6 +62,11 @@ pub use deque::{LockGuard, SharedDeque};
 pub use err::{Error, PopError, PushError, TypedPopError, TypedPushError};
 pub use guard::RawLockGuard;
 pub use raw::{Producer, RawDeque};
+#[cfg(feature = "redis")]
+pub use remote::{
+    AnyDeque, AnyProducer, AnySharedDeque, REDIS_LAYOUT_VERSION, REDIS_WAIT_SLICE, RedisDeque, RedisProducer,
+    RedisStats, Taken, list_redis, remove_at, remove_redis,
+};
 
 /// The segment layout version this build reads and writes.
 pub const LAYOUT_VERSION: u32 = layout::LAYOUT_VERSION;
