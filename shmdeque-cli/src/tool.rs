@@ -92,7 +92,8 @@ pub fn error_exit_code(e: &Error) -> u8 {
         | Error::AlreadyExists { .. }
         | Error::NotADeque { .. }
         | Error::VersionMismatch { .. }
-        | Error::GeometryMismatch { .. } => exit::USAGE,
+        | Error::GeometryMismatch { .. }
+        | Error::InvalidUrl { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
 }
@@ -108,6 +109,10 @@ impl From<PopError> for Failure {
         match e {
             PopError::Failed(e) => e.into(),
             PopError::Timeout => Failure::timeout("timed out waiting for a message"),
+            PopError::ProducersGone => Failure::runtime(
+                "the deque is empty and all its producers are gone without closing it (they died or lost \
+                 the server); start a producer, or close the deque",
+            ),
             other => Failure::runtime(other.to_string()),
         }
     }
@@ -172,6 +177,16 @@ pub fn deque_name(arg: &OsStr) -> Result<String, Failure> {
     };
     shmdeque::check_name(name)?;
     Ok(name.to_owned())
+}
+
+/// The `--url` help shared by every tool.
+pub const URL_HELP: &str = "Where the deque lives: shm: (shared memory on this host, the default), \
+    redis://HOST[:PORT][/DB], redis+unix:///SOCKET or redis+cluster://HOST:PORT[,HOST:PORT...]; a query string \
+    may set heartbeat=SECS, reconnect=SECS, timeout=SECS";
+
+/// The backend URL of `--url`, `shm:` when not given.
+pub fn backend(url: &Option<String>) -> &str {
+    url.as_deref().unwrap_or("shm:")
 }
 
 /// Formats a duration in seconds for messages (`1.5 s`).

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use shmdeque::{Builder, CreateMode, Error, PopError, RawDeque};
+use shmdeque::{AnyDeque, Builder, CreateMode, Error, PopError};
 use shmdeque_cli::synth::{self, Verifier};
 use shmdeque_cli::tool::{self, Failure, Meter, Patience, Progress};
 
@@ -25,9 +25,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 #[derive(Parser, Debug)]
 #[command(name = "consumer", version, after_help = tool::EXIT_CODES_HELP)]
 struct Args {
-    /// Name of the deque: the segment /dev/shm/NAME.
+    /// Name of the deque: the segment /dev/shm/NAME, or the keys shmdeque:{NAME}:* on Redis.
     #[arg(long, value_name = "NAME")]
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     /// Pop from the back (newest first) instead of the front.
     #[arg(long)]
     back: bool,
@@ -61,7 +63,7 @@ pub fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
-    let q = open(&name, args.wait)?;
+    let q = open(&name, tool::backend(&args.url), args.wait)?;
     let mut consumer = Consumer {
         q: &q,
         args: &args,
@@ -79,10 +81,10 @@ fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Opens the deque, waiting up to `wait` for a producer to create it.
-fn open(name: &str, wait: Duration) -> Result<RawDeque, Failure> {
+fn open(name: &str, url: &str, wait: Duration) -> Result<AnyDeque, Failure> {
     let started = Instant::now();
     loop {
-        match Builder::new(name).create_mode(CreateMode::Open).open_raw() {
+        match Builder::new(name).create_mode(CreateMode::Open).open_url(url) {
             Ok(q) => return Ok(q),
             Err(Error::NotFound { .. }) if started.elapsed() < wait => {
                 if tool::interrupted() {
@@ -102,7 +104,7 @@ fn open(name: &str, wait: Duration) -> Result<RawDeque, Failure> {
 }
 
 struct Consumer<'a, W: Write> {
-    q: &'a RawDeque,
+    q: &'a AnyDeque,
     args: &'a Args,
     out: W,
     meter: Meter,

@@ -10,12 +10,14 @@ use shmdeque_cli::tool::{self, Failure};
 pub struct Args {
     /// Name of the deque.
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
 }
 
 /// Closes the deque. If it is already empty and nobody else has it open, it disappears at once.
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = tool::deque_name(&args.name)?;
-    let q = Builder::new(&name).create_mode(CreateMode::Open).open_raw()?;
+    let q = Builder::new(&name).create_mode(CreateMode::Open).open_url(tool::backend(&args.url))?;
     q.close()?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `shmdeque`: creates, inspects and administers shared deques, and runs the demo and the benchmark.
 
 mod bench;
+mod bridge;
 mod close;
 mod create;
 mod demo;
@@ -60,6 +61,10 @@ enum Command {
     /// Remove a deque's name; processes using it keep working on it.
     #[command(after_help = EXIT_CODES_HELP)]
     Remove(remove::Args),
+    /// Move messages between a shared-memory deque and a Redis deque, in batches, until the source is
+    /// closed and drained; then close the destination.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bridge(bridge::Args),
     /// Move synthetic messages between two processes through a deque, then through a pipe, and compare.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(demo::Args),
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
         Command::Pop(args) => pop::run(args),
         Command::Close(args) => close::run(args),
         Command::Remove(args) => remove::run(args),
+        Command::Bridge(args) => bridge::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args).map_err(Failure::runtime),
         Command::PipeWriter(args) => demo::pipe_writer(args),

@@ -12,6 +12,8 @@ use shmdeque_cli::tool::{self, Failure, Patience};
 pub struct Args {
     /// Name of the deque (it must exist).
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     /// Pop from the back instead of the front.
     #[arg(long)]
     back: bool,
@@ -27,7 +29,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
-    let q = Builder::new(&name).create_mode(CreateMode::Open).open_raw()?;
+    let q = Builder::new(&name).create_mode(CreateMode::Open).open_url(tool::backend(&args.url))?;
     let mut out = std::io::stdout().lock();
     for i in 0..args.count {
         let patience = Patience::new(args.timeout);
