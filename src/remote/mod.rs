@@ -6,28 +6,7 @@
 //! exceeded, a closed deque refuses pushes and is drained before pops report `Closed`.
 //! [`AnyDeque`](crate::AnyDeque) and [`AnySharedDeque`](crate::AnySharedDeque) choose the backend by URL.
 //!
-//! # Reliable pops
-//! This is the "reliable queue" pattern of Redis: a pop first moves messages into this handle's own
-//! pending list (`LPOP`+`RPUSH` in a script, or `BLMOVE` while waiting), then deletes that list once the
-//! messages are in the process (the acknowledgement), and only then returns them. A connection that drops
-//! in between loses nothing: after reconnecting, the next take finds the pending list filled and returns its
-//! messages. A consumer that dies in between leaves them pending; when its heartbeat expires (every
-//! operation renews it), the next consumer to take puts them back at the end they came from. An
-//! acknowledgement that finds its own registration expired (the process stalled longer than the heartbeat)
-//! gives the messages back instead of returning them. So a message is returned once when nothing fails, and
-//! no failure of a consumer, a connection or (with `appendonly yes`) a server restart loses one; a push
-//! whose reply is lost is sent again, which can store it twice. `docs/GUARANTEES.md` has the whole story.
-//!
-//! # Waiting
-//! Blocked pops wait in `BLMOVE` for at most [`REDIS_WAIT_SLICE`] at a time and check between two waits whether the
-//! deque was closed or its producers are gone: they notice within a slice, at a cost of about ten
-//! commands a second per waiting consumer. Blocked pushes wait the same way on a doorbell list, into which
-//! an acknowledgement that frees room in a full deque pushes a token.
-//!
-//! # What is not here
-//! No lock guard ([`RawDeque::lock`](crate::RawDeque::lock)): several operations cannot be made atomic
-//! together from outside the server. No in-place pushes (`push_back_with`): a message has to be whole
-//! before it is sent. The `_with` pops hand the closure a received copy, not a slot.
+//! The user-facing story (reliable pops, waiting, what is not here) is on [`RedisDeque`].
 
 mod any;
 mod link;
@@ -148,13 +127,34 @@ struct Session {
 ///
 /// Built by [`Builder::open_redis`](crate::Builder::open_redis) (or through [`AnyDeque`] by URL). Its
 /// operations are those of [`RawDeque`](crate::RawDeque), in the same four forms, minus the lock guard
-/// and in-place pushes (see the [module documentation](self)); queries that go to the server (`len`,
+/// and in-place pushes (see below); queries that go to the server (`len`,
 /// `is_closed`, `peek_front`, …) return a `Result`. One handle is one connection: share it between threads
 /// (operations on one handle take turns) or open one per thread for parallel round trips.
 ///
-/// Messages popped are moved into this handle's pending list, then acknowledged, then returned: see the
-/// module documentation for the guarantees. Keys live until [`remove_redis`] deletes them; the last
-/// handle leaving does not remove anything.
+/// Keys live until [`remove_redis`] deletes them; the last handle leaving does not remove anything.
+///
+/// # Reliable pops
+/// This is the "reliable queue" pattern of Redis: a pop first moves messages into this handle's own
+/// pending list (`LPOP`+`RPUSH` in a script, or `BLMOVE` while waiting), then deletes that list once the
+/// messages are in the process (the acknowledgement), and only then returns them. A connection that drops
+/// in between loses nothing: after reconnecting, the next take finds the pending list filled and returns its
+/// messages. A consumer that dies in between leaves them pending; when its heartbeat expires (every
+/// operation renews it), the next consumer to take puts them back at the end they came from. An
+/// acknowledgement that finds its own registration expired (the process stalled longer than the heartbeat)
+/// gives the messages back instead of returning them. So a message is returned once when nothing fails, and
+/// no failure of a consumer, a connection or (with `appendonly yes`) a server restart loses one; a push
+/// whose reply is lost is sent again, which can store it twice. `docs/GUARANTEES.md` has the whole story.
+///
+/// # Waiting
+/// Blocked pops wait in `BLMOVE` for at most [`REDIS_WAIT_SLICE`] at a time and check between two waits whether the
+/// deque was closed or its producers are gone: they notice within a slice, at a cost of about ten
+/// commands a second per waiting consumer. Blocked pushes wait the same way on a doorbell list, into which
+/// an acknowledgement that frees room in a full deque pushes a token.
+///
+/// # What is not here
+/// No lock guard ([`RawDeque::lock`](crate::RawDeque::lock)): several operations cannot be made atomic
+/// together from outside the server. No in-place pushes (`push_back_with`): a message has to be whole
+/// before it is sent. The `_with` pops hand the closure a received copy, not a slot.
 ///
 /// # Examples
 ///

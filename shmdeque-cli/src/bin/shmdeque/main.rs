@@ -1,6 +1,7 @@
 //! `shmdeque`: creates, inspects and administers shared deques, and runs the demo and the benchmark.
 
 mod bench;
+mod bench_redis;
 mod bridge;
 mod close;
 mod create;
@@ -71,6 +72,9 @@ enum Command {
     /// Benchmark shmdeque against other ways of moving messages between processes.
     #[command(after_help = EXIT_CODES_HELP)]
     Bench(bench::BenchArgs),
+    /// Benchmark the Redis backend and the bridge against redis-benchmark on the same server.
+    #[command(after_help = EXIT_CODES_HELP)]
+    BenchRedis(bench_redis::Args),
     /// The writing side of the demo's pipe run.
     #[command(hide = true)]
     PipeWriter(demo::PipeWriterArgs),
@@ -100,6 +104,7 @@ fn main() -> ExitCode {
         Command::Bridge(args) => bridge::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args).map_err(Failure::runtime),
+        Command::BenchRedis(args) => bench_redis::run(args),
         Command::PipeWriter(args) => demo::pipe_writer(args),
         Command::PipeReader(args) => demo::pipe_reader(args),
     };
