@@ -12,11 +12,11 @@ pub struct Args {
     name: OsString,
     #[arg(long, value_name = "URL", help = tool::URL_HELP)]
     url: Option<String>,
-    /// Print one JSON object with the keys backend ("shm" or "redis"), capacity, slot_size, len, closed,
-    /// producers, pushed, popped, lock_recoveries, high_water, asleep_for_message, asleep_for_room,
-    /// segment_bytes and mode (an octal string such as "0600"). On Redis the same keys, where
-    /// lock_recoveries and asleep_* are 0, segment_bytes is the list's memory use and mode is null, plus
-    /// url, pending, consumers, requeued, producers_lost and producers_gone.
+    /// Print one JSON object with the keys capacity, slot_size, len, closed, producers, pushed, popped,
+    /// lock_recoveries, high_water, asleep_for_message, asleep_for_room, segment_bytes and mode (an octal
+    /// string such as "0600"). On Redis the same keys, where lock_recoveries and asleep_* are 0,
+    /// segment_bytes is the list's memory use and mode is null, plus backend ("redis"), url, pending,
+    /// consumers, requeued, producers_lost and producers_gone.
     #[arg(long)]
     json: bool,
 }
@@ -34,7 +34,6 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let s = q.stats()?;
     if args.json {
         let json = serde_json::json!({
-            "backend": "shm",
             "capacity": s.capacity,
             "slot_size": s.slot_size,
             "len": s.len,
