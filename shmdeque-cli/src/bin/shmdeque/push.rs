@@ -70,6 +70,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                     )));
                 }
                 Err(PushError::Failed { error, .. }) => return Err(error.into()),
+                // Ctrl-C or SIGTERM, while waiting for room.
+                Err(PushError::Interrupted(_)) => {
+                    return Err(Failure::interrupted(format!("interrupted after pushing {i} messages")));
+                }
                 Err(e) => return Err(Failure::runtime(e.to_string())),
             }
         }
