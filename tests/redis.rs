@@ -520,12 +520,45 @@ fn four_producers_and_four_consumers_in_processes_exactly_once() {
     assert_eq!((s.pushed, s.popped, s.len, s.pending, s.requeued), (20_000, 20_000, 0, 0, 0));
 }
 
+/// Whether `node` serves hash slot `slot`, by its own line (`myself`) of CLUSTER NODES: `ID HOST:PORT@BUS
+/// FLAGS MASTER PING PONG EPOCH STATE SLOTS…`, each slot entry `N` or `A-B` (`[…]` entries are migrations).
+fn serves(node: &RedisServer, slot: u16) -> bool {
+    let nodes = node.cli_text(&["CLUSTER", "NODES"]);
+    let Some(me) = nodes.lines().find(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("myself"))) else {
+        return false;
+    };
+    me.split(' ').skip(8).any(|range| {
+        let (a, b) = range.split_once('-').unwrap_or((range, range));
+        matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+    })
+}
+
 #[test]
 fn a_three_master_cluster_spreads_deques_over_its_slots() {
     let _dog = Watchdog::new("a_three_master_cluster", WATCHDOG);
     let cluster = RedisCluster::start("cluster", 3);
     let url = cluster.url("");
-    let names: Vec<String> = (0..9).map(|i| unique(&format!("c{i}"))).collect();
+    // Three deques per node, by the slot the server computes for each name: nine consecutive unique names
+    // differ in two digits only, and CRC16 is linear, so about one set in six hashes wholly onto one node.
+    let node_of = |name: &str| {
+        let slot: u16 = cluster.nodes[0].cli_text(&["CLUSTER", "KEYSLOT", name]).parse().expect("a slot number");
+        cluster.nodes.iter().position(|n| serves(n, slot)).expect("every slot is served")
+    };
+    let mut names: Vec<String> = Vec::new();
+    let mut home: Vec<usize> = Vec::new();
+    let mut per_node = [0; 3];
+    for i in 0.. {
+        let name = unique(&format!("c{i}"));
+        let node = node_of(&name);
+        if per_node[node] < 3 {
+            per_node[node] += 1;
+            names.push(name);
+            home.push(node);
+        }
+        if names.len() == 9 {
+            break;
+        }
+    }
     let deques: Vec<RedisDeque> = names.iter().map(|n| open(&url, n, 16)).collect();
     for (i, q) in deques.iter().enumerate() {
         q.push_back_many(&[format!("{i}-a"), format!("{i}-b")]).unwrap();
@@ -555,20 +588,22 @@ fn a_three_master_cluster_spreads_deques_over_its_slots() {
         q.pop_front_many(10, &mut out).unwrap();
         assert_eq!(out, [format!("{i}-0"), format!("{i}-a"), format!("{i}-b")].map(String::into_bytes));
     }
-    // Each deque's keys are on one node, and the deques are on more than one node.
+    // Each deque's keys are on one node, the one that serves its name's slot, and so every node holds some.
     let mut nodes_used = 0;
-    for node in &cluster.nodes {
+    for (n, node) in cluster.nodes.iter().enumerate() {
         let keys = node.cli_text(&["KEYS", "shmdeque:{*"]);
         let tags: std::collections::HashSet<&str> =
             keys.lines().filter_map(|k| k.split_once('{')?.1.split_once('}').map(|(t, _)| t)).collect();
         nodes_used += usize::from(!tags.is_empty());
         for t in tags {
+            let i = names.iter().position(|name| name == t).unwrap_or_else(|| panic!("keys of an unknown deque {t}"));
+            assert_eq!(home[i], n, "deque {t} is not on the node that serves its slot");
             for other in cluster.nodes.iter().filter(|o| o.port != node.port) {
                 assert_eq!(other.cli_text(&["KEYS", &format!("shmdeque:{{{t}}}:*")]), "", "deque {t} spans nodes");
             }
         }
     }
-    assert!(nodes_used >= 2, "nine deques all landed on one node");
+    assert_eq!(nodes_used, 3, "the nine deques are spread over all three nodes");
     for n in &names {
         shmdeque::remove_redis(&url, n).unwrap();
     }
