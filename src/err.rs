@@ -260,6 +260,28 @@ pub enum Error {
         max: usize,
     },
 
+    /// A URL given for a deque (a Redis server or cluster) cannot be used.
+    #[error("invalid deque URL '{url}': {reason}")]
+    InvalidUrl {
+        /// The URL as given, its password hidden.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An operation on a deque in Redis failed: the server stayed unreachable longer than the reconnection
+    /// time, or answered with an error (say which in `reason`). Only the Redis backend (cargo feature
+    /// `redis`) returns it.
+    #[error("{op} failed for deque '{name}' on Redis: {reason}")]
+    Remote {
+        /// The deque's name.
+        name: String,
+        /// What was being done.
+        op: &'static str,
+        /// What went wrong, and where.
+        reason: String,
+    },
+
     /// A system call failed for a reason not covered above.
     #[error("{op} failed for deque '{name}': {source}")]
     Os {
@@ -330,7 +352,8 @@ pub enum PopError {
     /// leaving: the stream ended without a close, as a pipe's reader sees end-of-file when its writer dies.
     /// Only blocking pops say so (a `try_` pop says `Empty`), within about a second of the last producer's
     /// death; a producer that registers again resumes the stream. Deques whose producers never register
-    /// never report it.
+    /// never report it. The Redis backend reports it too, once every registered producer's heartbeat has
+    /// expired without its leaving (its process died, or lost the server).
     ///
     /// [`RawDeque::register_producer`]: crate::RawDeque::register_producer
     #[error("every producer of the deque died without closing it")]

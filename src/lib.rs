@@ -51,6 +51,8 @@ mod ops;
 mod os;
 mod raw;
 mod registry;
+#[cfg(feature = "redis")]
+mod remote;
 mod ring;
 mod segment;
 mod tuning;
@@ -62,6 +64,11 @@ pub use deque::{LockGuard, SharedDeque};
 pub use err::{Error, PopError, PushError, TypedPopError, TypedPushError};
 pub use guard::RawLockGuard;
 pub use raw::{Producer, RawDeque};
+#[cfg(feature = "redis")]
+pub use remote::{
+    AnyDeque, AnyProducer, AnySharedDeque, REDIS_LAYOUT_VERSION, REDIS_WAIT_SLICE, RedisDeque, RedisProducer,
+    RedisStats, Taken, list_redis, remove_at, remove_redis,
+};
 pub use wait::Interrupter;
 
 /// The segment layout version this build reads and writes.

@@ -95,7 +95,8 @@ pub fn error_exit_code(e: &Error) -> u8 {
         | Error::ForeignSegment { .. }
         | Error::UntrustedOwner { .. }
         | Error::VersionMismatch { .. }
-        | Error::GeometryMismatch { .. } => exit::USAGE,
+        | Error::GeometryMismatch { .. }
+        | Error::InvalidUrl { .. } => exit::USAGE,
         _ => exit::FAILURE,
     }
 }
@@ -112,6 +113,10 @@ impl From<PopError> for Failure {
             PopError::Failed(e) => e.into(),
             PopError::Timeout => Failure::timeout("timed out waiting for a message"),
             PopError::Interrupted => Failure::interrupted("interrupted while waiting for a message"),
+            PopError::ProducersGone => Failure::runtime(
+                "the deque is empty and all its producers are gone without closing it (they died or lost \
+                 the server); start a producer, or close the deque",
+            ),
             other => Failure::runtime(other.to_string()),
         }
     }
@@ -137,6 +142,15 @@ impl Trust {
             builder = builder.trust_owner(user_id(user)?);
         }
         Ok(builder)
+    }
+
+    /// `builder` for the backend `url`: [`apply`](Self::apply)'d for a shared-memory deque; unchanged for
+    /// Redis, where a deque has no file owner.
+    ///
+    /// # Errors
+    /// As [`apply`](Self::apply), for a shared-memory URL.
+    pub fn apply_for(&self, url: &str, builder: shmdeque::Builder) -> Result<shmdeque::Builder, Failure> {
+        if is_shm(url) { self.apply(builder) } else { Ok(builder) }
     }
 }
 
@@ -224,6 +238,21 @@ pub fn deque_name(arg: &OsStr) -> Result<String, Failure> {
     Ok(name.to_owned())
 }
 
+/// The `--url` help shared by every tool.
+pub const URL_HELP: &str = "Where the deque lives: shm: (shared memory on this host, the default), \
+    redis://HOST[:PORT][/DB], redis+unix:///SOCKET or redis+cluster://HOST:PORT[,HOST:PORT...]; a query string \
+    may set heartbeat=SECS, reconnect=SECS, timeout=SECS";
+
+/// The backend URL of `--url`, `shm:` when not given.
+pub fn backend(url: &Option<String>) -> &str {
+    url.as_deref().unwrap_or("shm:")
+}
+
+/// Whether `url` names this host's shared memory: the URLs that `Builder::open_url` opens with `open_raw`.
+pub fn is_shm(url: &str) -> bool {
+    matches!(url, "" | "shm:" | "shm://")
+}
+
 /// Formats a duration in seconds for messages (`1.5 s`).
 pub fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
@@ -249,6 +278,14 @@ pub fn interrupt_on_signal(q: &shmdeque::RawDeque) {
     // A signal that came before the interrupter was in place.
     if interrupted() {
         q.interrupter().interrupt();
+    }
+}
+
+/// As [`interrupt_on_signal`] for a deque on either backend: only a shared-memory deque's waits can be
+/// interrupted; the tools wait on a Redis deque in slices of [`SLICE`] and look at [`interrupted`] between them.
+pub fn interrupt_any_on_signal(q: &shmdeque::AnyDeque) {
+    if let shmdeque::AnyDeque::Local(q) = q {
+        interrupt_on_signal(q);
     }
 }
 

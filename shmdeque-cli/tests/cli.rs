@@ -356,6 +356,29 @@ fn sigint_stops_producer_and_consumer_with_130() {
 }
 
 #[test]
+fn sigint_stops_blocked_push_and_pop_verbs_with_130() {
+    let seg = Name::new("sigint-verbs");
+    let n = seg.as_str();
+    create(&seg, 1, 64);
+    run_ok(SHMDEQUE, &["push", n, "first"]);
+    // Asleep waiting for room: the signal interrupts the wait itself.
+    let push = start(SHMDEQUE, &["push", n, "second"], None);
+    wait_until("the push is asleep", || info(n)["asleep_for_room"] == 1);
+    push.signal(libc::SIGINT);
+    let p = push.finish();
+    assert_eq!(p.code, Some(130), "{}", p.stderr);
+    assert!(p.last_err_line().contains("interrupted"), "{}", p.stderr);
+    assert_eq!(run_ok(SHMDEQUE, &["pop", n]).text(), "first\n");
+    // Asleep waiting for a message.
+    let pop = start(SHMDEQUE, &["pop", n], None);
+    wait_until("the pop is asleep", || info(n)["asleep_for_message"] == 1);
+    pop.signal(libc::SIGTERM);
+    let p = pop.finish();
+    assert_eq!(p.code, Some(130), "{}", p.stderr);
+    assert_eq!(info(n)["len"], 0);
+}
+
+#[test]
 fn admin_commands_round_trip() {
     let seg = Name::new("admin");
     let n = seg.as_str();

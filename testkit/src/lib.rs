@@ -12,6 +12,7 @@
 //! * [`Log`]: an append-only record file, one `write` per record, through which a child reports what it did,
 //!   so that a SIGKILL between two records loses nothing that the parent's exact checks need.
 //! * [`Rng`]: a small seeded generator, so that a failing run can be repeated from its printed seed.
+//! * [`redis_server`]: real `redis-server` processes and clusters for the Redis backend's tests.
 //!
 //! Names, scratch directories and children enter process-wide registries when they are made and leave them when
 //! they are dropped: that is what lets a watchdog, or a panic hook in a process that aborts without running
@@ -22,6 +23,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod hostile_input;
+pub mod redis_server;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};

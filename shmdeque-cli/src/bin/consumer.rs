@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use shmdeque::{Builder, CreateMode, Error, PopError, RawDeque};
+use shmdeque::{AnyDeque, Builder, CreateMode, Error, PopError};
 use shmdeque_cli::synth::{self, Verifier};
 use shmdeque_cli::tool::{self, Failure, Meter, Patience, Progress};
 
@@ -25,9 +25,11 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 #[derive(Parser, Debug)]
 #[command(name = "consumer", version, after_help = tool::EXIT_CODES_HELP)]
 struct Args {
-    /// Name of the deque: the segment /dev/shm/NAME.
+    /// Name of the deque: the segment /dev/shm/NAME, or the keys shmdeque:{NAME}:* on Redis.
     #[arg(long, value_name = "NAME")]
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     #[command(flatten)]
     trust: tool::Trust,
     /// Pop from the back (newest first) instead of the front.
@@ -64,8 +66,8 @@ pub fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
-    let q = open(&name, args.wait, &args.trust)?;
-    tool::interrupt_on_signal(&q);
+    let q = open(&name, tool::backend(&args.url), args.wait, &args.trust)?;
+    tool::interrupt_any_on_signal(&q);
     let mut consumer = Consumer {
         q: &q,
         args: &args,
@@ -83,11 +85,11 @@ fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Opens the deque, waiting up to `wait` for a producer to create it.
-fn open(name: &str, wait: Duration, trust: &tool::Trust) -> Result<RawDeque, Failure> {
+fn open(name: &str, url: &str, wait: Duration, trust: &tool::Trust) -> Result<AnyDeque, Failure> {
     let started = Instant::now();
-    let builder = trust.apply(Builder::new(name).create_mode(CreateMode::Open))?;
+    let builder = trust.apply_for(url, Builder::new(name).create_mode(CreateMode::Open))?;
     loop {
-        match builder.open_raw() {
+        match builder.open_url(url) {
             Ok(q) => return Ok(q),
             Err(Error::NotFound { .. }) if started.elapsed() < wait => {
                 if tool::interrupted() {
@@ -107,7 +109,7 @@ fn open(name: &str, wait: Duration, trust: &tool::Trust) -> Result<RawDeque, Fai
 }
 
 struct Consumer<'a, W: Write> {
-    q: &'a RawDeque,
+    q: &'a AnyDeque,
     args: &'a Args,
     out: W,
     meter: Meter,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use shmdeque::{Builder, CreateMode, PushError, RawDeque};
+use shmdeque::{AnyDeque, Builder, CreateMode, PushError};
 use shmdeque_cli::synth;
 use shmdeque_cli::tool::{self, Failure, Meter, Patience, Progress};
 
@@ -24,9 +24,11 @@ const SYNTH_BATCH: usize = 64;
 #[derive(Parser, Debug)]
 #[command(name = "producer", version, after_help = tool::EXIT_CODES_HELP)]
 struct Args {
-    /// Name of the deque: the segment /dev/shm/NAME.
+    /// Name of the deque: the segment /dev/shm/NAME, or the keys shmdeque:{NAME}:* on Redis.
     #[arg(long, value_name = "NAME")]
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     #[command(flatten)]
     trust: tool::Trust,
     /// Capacity in messages if the deque is created [default: 1024]; an existing deque must match it.
@@ -75,18 +77,19 @@ fn run(args: Args) -> Result<(), Failure> {
             synth::MIN_SIZE
         )));
     }
-    let mut builder = args.trust.apply(Builder::new(&name).create_mode(CreateMode::OpenOrCreate))?;
+    let url = tool::backend(&args.url);
+    let mut builder = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::OpenOrCreate))?;
     if let Some(capacity) = args.capacity {
         builder = builder.capacity(capacity);
     }
     if let Some(slot_size) = args.slot_size {
         builder = builder.slot_size(slot_size);
     }
-    let q = builder.open_raw()?;
-    tool::interrupt_on_signal(&q);
+    let q = builder.open_url(url)?;
+    tool::interrupt_any_on_signal(&q);
     // Registered before the check, so that a consumer-side close after it is reported as such below.
     let registration = q.register_producer()?;
-    if q.is_closed() {
+    if q.is_closed()? {
         return Err(Failure::usage(format!(
             "deque '{name}' is closed; consumers are draining it. Wait for it to disappear, \
              remove it (`shmdeque remove {name}`), or use another name"
@@ -108,7 +111,7 @@ fn run(args: Args) -> Result<(), Failure> {
 
 /// Pushes batches of messages in short waits, watching for signals and for `--timeout` between them.
 struct Pusher<'q> {
-    q: &'q RawDeque,
+    q: &'q AnyDeque,
     front: bool,
     timeout: Option<Duration>,
     meter: Meter,
@@ -116,7 +119,7 @@ struct Pusher<'q> {
 }
 
 impl<'q> Pusher<'q> {
-    fn new(q: &'q RawDeque, args: &Args) -> Pusher<'q> {
+    fn new(q: &'q AnyDeque, args: &Args) -> Pusher<'q> {
         let mut meter = Meter::new();
         meter.start();
         Pusher { q, front: args.front, timeout: args.timeout, meter, progress: Progress::new(args.count) }

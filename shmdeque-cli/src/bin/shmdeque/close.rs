@@ -10,6 +10,8 @@ use shmdeque_cli::tool::{self, Failure};
 pub struct Args {
     /// Name of the deque.
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     #[command(flatten)]
     trust: tool::Trust,
 }
@@ -17,7 +19,8 @@ pub struct Args {
 /// Closes the deque. If it is already empty and nobody else has it open, it disappears at once.
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = tool::deque_name(&args.name)?;
-    let q = args.trust.apply(Builder::new(&name).create_mode(CreateMode::Open))?.open_raw()?;
+    let url = tool::backend(&args.url);
+    let q = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::Open))?.open_url(url)?;
     q.close()?;
     Ok(())
 }

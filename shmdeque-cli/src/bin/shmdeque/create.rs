@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 
-use shmdeque::{Builder, CreateMode};
+use shmdeque::{AnyDeque, Builder, CreateMode};
 use shmdeque_cli::tool::{self, Failure};
 
 /// Options of `shmdeque create`.
@@ -10,6 +10,8 @@ use shmdeque_cli::tool::{self, Failure};
 pub struct Args {
     /// Name of the deque: the segment /dev/shm/NAME.
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     /// Maximum number of messages.
     #[arg(long, value_name = "N", default_value_t = shmdeque::DEFAULT_CAPACITY,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -17,7 +19,7 @@ pub struct Args {
     /// Bytes per slot, 4 of them for the message length.
     #[arg(long, value_name = "BYTES", default_value_t = shmdeque::DEFAULT_SLOT_SIZE)]
     slot_size: u32,
-    /// Permission bits of the segment, in octal (e.g. 660 to share with the group).
+    /// Permission bits of the segment, in octal (e.g. 660 to share with the group); shared memory only.
     #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
     mode: u32,
 }
@@ -38,13 +40,22 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .slot_size(args.slot_size)
         .mode(args.mode)
         .create_mode(CreateMode::CreateExclusive)
-        .open_raw()?;
-    println!(
-        "created deque '{name}': {} messages of up to {} bytes, {} bytes of shared memory, mode {:04o}",
-        q.capacity(),
-        q.max_message_len(),
-        q.stats()?.segment_bytes,
-        args.mode
-    );
+        .open_url(tool::backend(&args.url))?;
+    match &q {
+        AnyDeque::Redis(r) => println!(
+            "created deque '{name}' on {}: {} messages of up to {} bytes",
+            r.url(),
+            q.capacity(),
+            q.max_message_len()
+        ),
+        AnyDeque::Local(l) => println!(
+            "created deque '{name}': {} messages of up to {} bytes, {} bytes of shared memory, mode {:04o}",
+            q.capacity(),
+            q.max_message_len(),
+            l.stats()?.segment_bytes,
+            args.mode
+        ),
+        _ => {}
+    }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `shmdeque`: creates, inspects and administers shared deques, and runs the demo and the benchmark.
 
 mod bench;
+mod bench_redis;
+mod bridge;
 mod close;
 mod create;
 mod demo;
@@ -60,12 +62,19 @@ enum Command {
     /// Remove a deque's name; processes using it keep working on it.
     #[command(after_help = EXIT_CODES_HELP)]
     Remove(remove::Args),
+    /// Move messages between a shared-memory deque and a Redis deque, in batches, until the source is
+    /// closed and drained; then close the destination.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Bridge(bridge::Args),
     /// Move synthetic messages between two processes through a deque, then through a pipe, and compare.
     #[command(after_help = EXIT_CODES_HELP)]
     Demo(demo::Args),
     /// Benchmark shmdeque against other ways of moving messages between processes.
     #[command(after_help = EXIT_CODES_HELP)]
     Bench(bench::BenchArgs),
+    /// Benchmark the Redis backend and the bridge against redis-benchmark on the same server.
+    #[command(after_help = EXIT_CODES_HELP)]
+    BenchRedis(bench_redis::Args),
     /// The writing side of the demo's pipe run.
     #[command(hide = true)]
     PipeWriter(demo::PipeWriterArgs),
@@ -92,8 +101,10 @@ fn main() -> ExitCode {
         Command::Pop(args) => pop::run(args),
         Command::Close(args) => close::run(args),
         Command::Remove(args) => remove::run(args),
+        Command::Bridge(args) => bridge::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args).map_err(Failure::runtime),
+        Command::BenchRedis(args) => bench_redis::run(args),
         Command::PipeWriter(args) => demo::pipe_writer(args),
         Command::PipeReader(args) => demo::pipe_reader(args),
     };

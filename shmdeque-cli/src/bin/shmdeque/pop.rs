@@ -12,6 +12,8 @@ use shmdeque_cli::tool::{self, Failure, Patience};
 pub struct Args {
     /// Name of the deque (it must exist).
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     #[command(flatten)]
     trust: tool::Trust,
     /// Pop from the back instead of the front.
@@ -29,8 +31,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
-    let q = args.trust.apply(Builder::new(&name).create_mode(CreateMode::Open))?.open_raw()?;
-    tool::interrupt_on_signal(&q);
+    let url = tool::backend(&args.url);
+    let q = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::Open))?.open_url(url)?;
+    tool::interrupt_any_on_signal(&q);
     let mut out = std::io::stdout().lock();
     for i in 0..args.count {
         let patience = Patience::new(args.timeout);

@@ -12,6 +12,8 @@ use shmdeque_cli::tool::{self, Failure, Patience};
 pub struct Args {
     /// Name of the deque (it must exist).
     name: OsString,
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
     #[command(flatten)]
     trust: tool::Trust,
     /// The messages, pushed in the order given; each argument is one message, its bytes as given.
@@ -29,8 +31,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
     let name = tool::deque_name(&args.name)?;
-    let q = args.trust.apply(Builder::new(&name).create_mode(CreateMode::Open))?.open_raw()?;
-    tool::interrupt_on_signal(&q);
+    let url = tool::backend(&args.url);
+    let q = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::Open))?.open_url(url)?;
+    tool::interrupt_any_on_signal(&q);
     let max = q.max_message_len();
     for (i, m) in args.messages.iter().enumerate() {
         if m.len() > max {
@@ -67,6 +70,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                     )));
                 }
                 Err(PushError::Failed { error, .. }) => return Err(error.into()),
+                // Ctrl-C or SIGTERM, while waiting for room.
+                Err(PushError::Interrupted(_)) => {
+                    return Err(Failure::interrupted(format!("interrupted after pushing {i} messages")));
+                }
                 Err(e) => return Err(Failure::runtime(e.to_string())),
             }
         }

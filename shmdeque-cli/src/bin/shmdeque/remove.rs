@@ -1,4 +1,4 @@
-//! `shmdeque remove`: removes a deque's name from /dev/shm.
+//! `shmdeque remove`: removes a deque's name from /dev/shm, or its keys from Redis.
 
 use std::ffi::OsString;
 
@@ -9,15 +9,25 @@ use shmdeque_cli::tool::{self, Failure};
 pub struct Args {
     /// Name of the deque.
     name: OsString,
-    /// Remove the file even if it is not a deque (another program's data in /dev/shm)
+    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
+    url: Option<String>,
+    /// Remove the file even if it is not a deque (another program's data in /dev/shm); shared memory only
     #[arg(long)]
     force: bool,
 }
 
-/// Removes the name and says what it removed; processes that have the deque open keep using it until they
-/// let go. A file that is not a deque is refused (exit 2) unless --force.
+/// Removes the name and says what it removed; processes that have a shared-memory deque open keep using it
+/// until they let go, and a file that is not a deque is refused (exit 2) unless --force. On Redis, the keys
+/// and every message in them go at once.
 pub fn run(args: Args) -> Result<(), Failure> {
     let name = tool::deque_name(&args.name)?;
+    let url = tool::backend(&args.url);
+    if !tool::is_shm(url) {
+        // Only the deque's own keys (shmdeque:{NAME}:*) are deleted: nothing foreign to refuse.
+        shmdeque::remove_at(url, &name)?;
+        println!("removed Redis deque '{name}'");
+        return Ok(());
+    }
     let what = match shmdeque::probe(&name) {
         Ok(Some(p)) => format!("deque '{name}' ({} of {} messages, {} bytes)", p.len, p.capacity, p.segment_bytes),
         Ok(None) if args.force => format!("'{name}' (not a deque)"),
