@@ -88,6 +88,19 @@ typedef enum {
    * A callback returned nonzero: its push or pop was cancelled and the deque is as it was.
    */
   SHMDEQUE_CANCELLED,
+  /**
+   * Pop: the deque is empty and every producer that registered (`shmdeque_register_producer`) died
+   * without leaving; the stream ended without a close. A producer that registers again resumes it.
+   */
+  SHMDEQUE_PRODUCERS_GONE,
+  /**
+   * The segment belongs to another user and was not opened; the message names the owner.
+   */
+  SHMDEQUE_UNTRUSTED_OWNER,
+  /**
+   * Remove: the file is not a deque but another program's data; it was not removed.
+   */
+  SHMDEQUE_FOREIGN,
 } shmdeque_status;
 
 /**

@@ -188,6 +188,8 @@ pub(crate) fn error_status(e: &Error) -> shmdeque_status {
     match e {
         Error::NotFound { .. } => SHMDEQUE_NOT_FOUND,
         Error::AlreadyExists { .. } => SHMDEQUE_EXISTS,
+        Error::UntrustedOwner { .. } => SHMDEQUE_UNTRUSTED_OWNER,
+        Error::ForeignSegment { .. } => SHMDEQUE_FOREIGN,
         Error::InvalidName { .. }
         | Error::InvalidConfig(_)
         | Error::GeometryMismatch { .. }
@@ -221,6 +223,7 @@ impl From<PopError> for Fail {
             PopError::Empty => EMPTY,
             PopError::Timeout => POP_TIMEOUT,
             PopError::Closed => POP_CLOSED,
+            PopError::ProducersGone => Fail::new(SHMDEQUE_PRODUCERS_GONE, e.to_string()),
             PopError::Failed(error) => error.into(),
             other => Fail::new(SHMDEQUE_ERROR, other.to_string()),
         }

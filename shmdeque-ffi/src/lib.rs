@@ -77,6 +77,13 @@ pub enum shmdeque_status {
     SHMDEQUE_ERROR,
     /// A callback returned nonzero: its push or pop was cancelled and the deque is as it was.
     SHMDEQUE_CANCELLED,
+    /// Pop: the deque is empty and every producer that registered (`shmdeque_register_producer`) died
+    /// without leaving; the stream ended without a close. A producer that registers again resumes it.
+    SHMDEQUE_PRODUCERS_GONE,
+    /// The segment belongs to another user and was not opened; the message names the owner.
+    SHMDEQUE_UNTRUSTED_OWNER,
+    /// Remove: the file is not a deque but another program's data; it was not removed.
+    SHMDEQUE_FOREIGN,
 }
 
 use shmdeque_status::*;
@@ -335,6 +342,9 @@ pub extern "C" fn shmdeque_status_name(status: c_int) -> *const c_char {
         (SHMDEQUE_BUFFER_TOO_SMALL, c"SHMDEQUE_BUFFER_TOO_SMALL"),
         (SHMDEQUE_ERROR, c"SHMDEQUE_ERROR"),
         (SHMDEQUE_CANCELLED, c"SHMDEQUE_CANCELLED"),
+        (SHMDEQUE_PRODUCERS_GONE, c"SHMDEQUE_PRODUCERS_GONE"),
+        (SHMDEQUE_UNTRUSTED_OWNER, c"SHMDEQUE_UNTRUSTED_OWNER"),
+        (SHMDEQUE_FOREIGN, c"SHMDEQUE_FOREIGN"),
     ];
     all.iter().find(|(s, _)| *s as c_int == status).map_or(c"SHMDEQUE_UNKNOWN", |(_, n)| n).as_ptr()
 }

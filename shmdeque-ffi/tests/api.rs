@@ -123,6 +123,19 @@ fn open_checks_its_arguments() {
     }
 }
 
+/// Another program's file in /dev/shm is not removed: `SHMDEQUE_FOREIGN`, and the message says why.
+#[test]
+fn remove_refuses_a_file_that_is_not_a_deque() {
+    let name = Name::new("ffi-foreign");
+    std::fs::write(name.path(), "another program's data").unwrap();
+    let c = cname(&name);
+    // SAFETY: `c` is a valid NUL-terminated string for the call.
+    let status = unsafe { shmdeque_remove(c.as_ptr()) };
+    assert_eq!(status, SHMDEQUE_FOREIGN);
+    assert!(last_error().contains("not a deque"), "{}", last_error());
+    assert!(name.exists());
+}
+
 #[test]
 fn pushes_and_pops_at_both_ends_with_every_timeout() {
     let _w = Watchdog::new("pushes_and_pops_at_both_ends_with_every_timeout", LIMIT);
