@@ -243,6 +243,41 @@ pub const URL_HELP: &str = "Where the deque lives: shm: (shared memory on this h
     redis://HOST[:PORT][/DB], redis+unix:///SOCKET or redis+cluster://HOST:PORT[,HOST:PORT...]; a query string \
     may set heartbeat=SECS, reconnect=SECS, timeout=SECS";
 
+/// The deque an admin verb works on: a name that must exist, where it lives (`--url`), and whose segments
+/// to trust (`--trust-owner`). Flattened into `shmdeque info`, `push`, `pop` and `close`.
+#[derive(clap::Args, Debug)]
+pub struct Existing {
+    /// Name of the deque (it must exist).
+    pub name: std::ffi::OsString,
+    /// Where the deque lives (the help text is [`URL_HELP`]).
+    #[arg(long, value_name = "URL", help = URL_HELP)]
+    pub url: Option<String>,
+    /// Whose segments to trust.
+    #[command(flatten)]
+    pub trust: Trust,
+}
+
+impl Existing {
+    /// The checked name.
+    ///
+    /// # Errors
+    /// A usage failure for a name the library refuses.
+    pub fn name(&self) -> Result<String, Failure> {
+        deque_name(&self.name)
+    }
+
+    /// Opens the deque, on either backend, trusting the owners given for a local one.
+    ///
+    /// # Errors
+    /// The library's, as failures with their exit codes.
+    pub fn open(&self) -> Result<shmdeque::AnyDeque, Failure> {
+        let name = self.name()?;
+        let url = backend(&self.url);
+        let builder = shmdeque::Builder::new(&name).create_mode(shmdeque::CreateMode::Open);
+        Ok(self.trust.apply_for(url, builder)?.open_url(url)?)
+    }
+}
+
 /// The backend URL of `--url`, `shm:` when not given.
 pub fn backend(url: &Option<String>) -> &str {
     url.as_deref().unwrap_or("shm:")

@@ -1,19 +1,13 @@
 //! `shmdeque info`: a deque's geometry, state and counters.
 
-use std::ffi::OsString;
-
-use shmdeque::{AnyDeque, Builder, CreateMode, RedisDeque};
+use shmdeque::{AnyDeque, RedisDeque};
 use shmdeque_cli::tool::{self, Failure};
 
 /// Options of `shmdeque info`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Name of the deque.
-    name: OsString,
-    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
-    url: Option<String>,
     #[command(flatten)]
-    trust: tool::Trust,
+    target: tool::Existing,
     /// Print one JSON object with the keys capacity, slot_size, len, closed, producers, pushed, popped,
     /// lock_recoveries, high_water, asleep_for_message, asleep_for_room, segment_bytes and mode (an octal
     /// string such as "0600"). On Redis the same keys, where lock_recoveries and asleep_* are 0,
@@ -25,9 +19,7 @@ pub struct Args {
 
 /// Prints the deque's statistics.
 pub fn run(args: Args) -> Result<(), Failure> {
-    let name = tool::deque_name(&args.name)?;
-    let url = tool::backend(&args.url);
-    let q = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::Open))?.open_url(url)?;
+    let q = args.target.open()?;
     match &q {
         AnyDeque::Redis(r) => return redis_info(r, args.json),
         AnyDeque::Local(_) => {}

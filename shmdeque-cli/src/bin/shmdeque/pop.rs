@@ -1,21 +1,16 @@
 //! `shmdeque pop`: pops messages and prints one per line.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
 
-use shmdeque::{Builder, CreateMode, PopError};
+use shmdeque::PopError;
 use shmdeque_cli::tool::{self, Failure, Patience};
 
 /// Options of `shmdeque pop`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Name of the deque (it must exist).
-    name: OsString,
-    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
-    url: Option<String>,
     #[command(flatten)]
-    trust: tool::Trust,
+    target: tool::Existing,
     /// Pop from the back instead of the front.
     #[arg(long)]
     back: bool,
@@ -30,9 +25,8 @@ pub struct Args {
 /// Pops up to `--count` messages, writing each followed by a newline as soon as it is popped.
 pub fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
-    let name = tool::deque_name(&args.name)?;
-    let url = tool::backend(&args.url);
-    let q = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::Open))?.open_url(url)?;
+    let name = args.target.name()?;
+    let q = args.target.open()?;
     tool::interrupt_any_on_signal(&q);
     let mut out = std::io::stdout().lock();
     for i in 0..args.count {

@@ -4,18 +4,14 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use shmdeque::{Builder, CreateMode, PushError};
+use shmdeque::PushError;
 use shmdeque_cli::tool::{self, Failure, Patience};
 
 /// Options of `shmdeque push`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Name of the deque (it must exist).
-    name: OsString,
-    #[arg(long, value_name = "URL", help = tool::URL_HELP)]
-    url: Option<String>,
     #[command(flatten)]
-    trust: tool::Trust,
+    target: tool::Existing,
     /// The messages, pushed in the order given; each argument is one message, its bytes as given.
     #[arg(value_name = "MESSAGE", required = true)]
     messages: Vec<OsString>,
@@ -30,9 +26,8 @@ pub struct Args {
 /// Pushes each message, waiting for room while the deque is full.
 pub fn run(args: Args) -> Result<(), Failure> {
     tool::catch_interrupts()?;
-    let name = tool::deque_name(&args.name)?;
-    let url = tool::backend(&args.url);
-    let q = args.trust.apply_for(url, Builder::new(&name).create_mode(CreateMode::Open))?.open_url(url)?;
+    let name = args.target.name()?;
+    let q = args.target.open()?;
     tool::interrupt_any_on_signal(&q);
     let max = q.max_message_len();
     for (i, m) in args.messages.iter().enumerate() {
