@@ -76,6 +76,39 @@ macro_rules! value_carrying {
     };
 }
 
+/// The predicates of an error of a pop, one per outcome that is not a failure. Written once for
+/// [`PopError`] and [`TypedPopError`], so that the two cannot drift.
+macro_rules! pop_outcomes {
+    ($ty:ident) => {
+        impl $ty {
+            #[doc = concat!("True for [`", stringify!($ty), "::Empty`].")]
+            pub fn is_empty(&self) -> bool {
+                matches!(self, $ty::Empty)
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::Timeout`].")]
+            pub fn is_timeout(&self) -> bool {
+                matches!(self, $ty::Timeout)
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::Closed`].")]
+            pub fn is_closed(&self) -> bool {
+                matches!(self, $ty::Closed)
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::ProducersGone`].")]
+            pub fn is_producers_gone(&self) -> bool {
+                matches!(self, $ty::ProducersGone)
+            }
+
+            #[doc = concat!("True for [`", stringify!($ty), "::Interrupted`].")]
+            pub fn is_interrupted(&self) -> bool {
+                matches!(self, $ty::Interrupted)
+            }
+        }
+    };
+}
+
 /// Errors from opening, creating, removing or inspecting a deque, and failures shared by all operations.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -366,32 +399,7 @@ pub enum PopError {
     Failed(#[from] Error),
 }
 
-impl PopError {
-    /// True for [`PopError::Interrupted`].
-    pub fn is_interrupted(&self) -> bool {
-        matches!(self, PopError::Interrupted)
-    }
-
-    /// True for [`PopError::ProducersGone`].
-    pub fn is_producers_gone(&self) -> bool {
-        matches!(self, PopError::ProducersGone)
-    }
-
-    /// True for [`PopError::Closed`].
-    pub fn is_closed(&self) -> bool {
-        matches!(self, PopError::Closed)
-    }
-
-    /// True for [`PopError::Empty`].
-    pub fn is_empty(&self) -> bool {
-        matches!(self, PopError::Empty)
-    }
-
-    /// True for [`PopError::Timeout`].
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, PopError::Timeout)
-    }
-}
+pop_outcomes!(PopError);
 
 /// Why a push of a typed value ([`SharedDeque<T>`](crate::SharedDeque)) did not happen: a [`PushError`], or a
 /// value that does not encode. Every variant hands the value back.
@@ -492,32 +500,7 @@ pub enum TypedPopError {
     Failed(#[from] Error),
 }
 
-impl TypedPopError {
-    /// True for [`TypedPopError::Interrupted`].
-    pub fn is_interrupted(&self) -> bool {
-        matches!(self, TypedPopError::Interrupted)
-    }
-
-    /// True for [`TypedPopError::ProducersGone`].
-    pub fn is_producers_gone(&self) -> bool {
-        matches!(self, TypedPopError::ProducersGone)
-    }
-
-    /// True for [`TypedPopError::Closed`].
-    pub fn is_closed(&self) -> bool {
-        matches!(self, TypedPopError::Closed)
-    }
-
-    /// True for [`TypedPopError::Empty`].
-    pub fn is_empty(&self) -> bool {
-        matches!(self, TypedPopError::Empty)
-    }
-
-    /// True for [`TypedPopError::Timeout`].
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, TypedPopError::Timeout)
-    }
-}
+pop_outcomes!(TypedPopError);
 
 impl From<PopError> for TypedPopError {
     fn from(e: PopError) -> Self {

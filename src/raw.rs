@@ -491,12 +491,12 @@ impl RawDeque {
     pub fn stats(&self) -> Result<Stats, Error> {
         let file = self.seg.file_info()?;
         let g = self.lock()?;
-        // Free what dead processes left registered, so that every count below is exact.
-        self.seg.reap(&self.own, true);
+        // Free what dead processes left registered, so that every count below is exact; the same pass
+        // counts the live registrations.
+        let live = self.seg.reap(&self.own, true);
         let r = &g.header().ring;
         let (_, len) = layout::unpack_ring(r.ring.load(Relaxed));
-        let producers = self.seg.count_alive(&self.own, KIND_PRODUCER);
-        let attached = self.seg.count_alive(&self.own, KIND_HANDLE);
+        let (producers, attached) = (live[KIND_PRODUCER as usize], live[KIND_HANDLE as usize]);
         Ok(Stats {
             name: self.name().to_owned(),
             capacity: self.seg.capacity,

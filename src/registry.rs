@@ -118,14 +118,27 @@ impl Segment {
     /// taking their counts back, then sets each wait word's `sleepers` to the sum over the entries, which
     /// also repairs a count that garbage raised. The caller holds the deque's lock, so no sleeper registers
     /// meanwhile; one that unregisters meanwhile can only leave the sum too high, which costs a wake-up.
-    pub(crate) fn reap(&self, own: &Own, all: bool) {
+    ///
+    /// Returns the live entries it saw of each kind (indexed by kind): with `all`, every live entry, found
+    /// by the same lock attempts that free the dead, so that `stats` needs no second look at each.
+    pub(crate) fn reap(&self, own: &Own, all: bool) -> [u32; 3] {
         let h = self.header();
         let mine = own.lock();
+        let mut live = [0u32; 3];
+        let mut count = |kind: u32| {
+            if let Some(n) = live.get_mut(kind as usize) {
+                *n += 1;
+            }
+        };
         for index in 0..MAX_REGISTRATIONS as u32 {
             let entry = &h.registrations[index as usize];
             let asleep = entry.asleep.iter().any(|a| a.load(Relaxed) != 0);
-            let registered = entry.kind.load(Relaxed) != KIND_FREE;
-            if mine.contains(&index) || !(asleep || all && registered) {
+            let kind = entry.kind.load(Relaxed);
+            if mine.contains(&index) {
+                count(kind);
+                continue;
+            }
+            if !(asleep || all && kind != KIND_FREE) {
                 continue;
             }
             if self.try_take(index).unwrap_or(false) {
@@ -133,12 +146,15 @@ impl Segment {
                 entry.kind.store(KIND_FREE, Relaxed);
                 entry.generation.store(entry.generation.load(Relaxed).wrapping_add(1), Relaxed);
                 os::ofd_unlock(self.fd(), u64::from(index));
+            } else {
+                count(kind);
             }
         }
         for (k, word) in [&*h.not_empty, &*h.not_full].into_iter().enumerate() {
             let sum = h.registrations.iter().fold(0u32, |n, e| n.saturating_add(e.asleep[k].load(Relaxed)));
             word.sleepers.store(sum, Relaxed);
         }
+        live
     }
 
     /// Undoes what the dead holder of an entry just taken left behind: its sleeper counts, and if it was a

@@ -339,7 +339,7 @@ impl RawDeque {
         let Ok(guard) = self.lock_until(Instant::now().checked_add(LOCK_SPIN), LOCK_BACKOFF_MAX) else {
             return;
         };
-        self.seg.reap(&self.own, false);
+        let _ = self.seg.reap(&self.own, false);
         drop(guard);
     }
 }
