@@ -69,7 +69,7 @@ pub use remote::{
     AnyDeque, AnyProducer, AnySharedDeque, REDIS_LAYOUT_VERSION, REDIS_WAIT_SLICE, RedisDeque, RedisProducer,
     RedisStats, Taken, list_redis, remove_at, remove_redis,
 };
-pub use wait::Interrupter;
+pub use wait::{Interrupter, WaitStrategy};
 
 /// The segment layout version this build reads and writes.
 pub const LAYOUT_VERSION: u32 = layout::LAYOUT_VERSION;
@@ -107,6 +107,7 @@ pub(crate) struct Config {
     pub open_timeout: Duration,
     /// Users other than this process's whose segments may be opened.
     pub trusted_owners: Vec<u32>,
+    pub wait_strategy: WaitStrategy,
 }
 
 /// Configures and opens a deque.
@@ -148,6 +149,7 @@ impl Builder {
                 create_mode: CreateMode::default(),
                 open_timeout: Duration::from_secs(2),
                 trusted_owners: Vec::new(),
+                wait_strategy: WaitStrategy::default(),
             },
         }
     }
@@ -200,6 +202,13 @@ impl Builder {
     /// How long an opener waits for a segment that another process is still creating (default 2 s).
     pub fn open_timeout(mut self, timeout: Duration) -> Builder {
         self.cfg.open_timeout = timeout;
+        self
+    }
+
+    /// How this handle's blocking operations wait for room or for a message (default
+    /// [`WaitStrategy::Adaptive`]): a choice of latency against CPU, per handle; see [`WaitStrategy`].
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Builder {
+        self.cfg.wait_strategy = strategy;
         self
     }
 

@@ -10,7 +10,7 @@ use crate::layout::{self, Header, KIND_HANDLE, KIND_PRODUCER, MAX_REGISTRATIONS}
 use crate::registry::{Own, Registered};
 use crate::ring::End;
 use crate::segment::Segment;
-use crate::wait::{self, Interrupter, SpinBudget};
+use crate::wait::{self, Interrupter, Pacer};
 use crate::{Config, Stats};
 
 /// A bounded deque of byte messages in a named shared-memory segment.
@@ -49,8 +49,8 @@ use crate::{Config, Stats};
 /// ```
 pub struct RawDeque {
     pub(crate) seg: Segment,
-    /// This handle's adaptive spin before a wait sleeps.
-    pub(crate) spin: SpinBudget,
+    /// How this handle waits for room or for a message.
+    pub(crate) pace: Pacer,
     /// Set by this handle's [`Interrupter`]s: its waits return `Interrupted`.
     pub(crate) interrupt: Interrupter,
     /// This handle's registration (see `registry.rs`), and the lock word that names it as the owner.
@@ -80,7 +80,7 @@ impl RawDeque {
             .register(&own, KIND_HANDLE)?
             .ok_or_else(|| Error::TooManyHandles { name: seg.name().to_owned(), max: MAX_REGISTRATIONS })?;
         let me = layout::lock_owner(reg.index, reg.generation);
-        Ok(RawDeque { seg, spin: SpinBudget::new(), interrupt: Interrupter::new(), reg, me, own })
+        Ok(RawDeque { seg, pace: Pacer::new(cfg.wait_strategy), interrupt: Interrupter::new(), reg, me, own })
     }
 
     #[inline]

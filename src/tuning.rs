@@ -22,12 +22,20 @@ pub(crate) const ROOM_POLL_PAUSES: u32 = 32;
 pub(crate) const MESSAGE_POLL_PAUSES: u32 = 3;
 /// PAUSEs between two clock reads by a waiter, and looks between two by a locker with short pauses.
 pub(crate) const SPIN_POLLS: u32 = 16;
-/// Lower bound of the adaptive spin before a waiter sleeps, in nanoseconds.
-pub(crate) const WAIT_SPIN_MIN_NS: u32 = 250;
+/// Lower bound of the adaptive spin before a waiter sleeps, in nanoseconds: above a running partner's usual
+/// answer, so that halving the budget after a slow answer does not make the next quick one come too late.
+pub(crate) const WAIT_SPIN_MIN_NS: u32 = 2_000;
 /// Upper bound of the adaptive spin; a wait longer than this means the other side is not running.
 pub(crate) const WAIT_SPIN_MAX_NS: u32 = 20_000;
 /// The spin budget of a new handle, in nanoseconds.
 pub(crate) const WAIT_SPIN_START_NS: u32 = 2_000;
+/// How long a wait spins after this handle woke a sleeper (a probe): longer than a woken process takes to
+/// run again, so that two processes that both sleep on every message get back to spinning.
+pub(crate) const WAIT_PROBE_NS: u32 = 200_000;
+/// At most this many probes skipped between two, after probes that ended asleep (a power of two).
+pub(crate) const WAIT_PROBE_SKIP_MAX: u32 = 64;
+/// How often a wait that never sleeps (busy-spin, yielding) looks whether the producers are gone.
+pub(crate) const SPINNING_GONE_CHECK: Duration = Duration::from_millis(1);
 /// Spinning after which a waiter also yields the core each round: with a third process spinning, 0.5 / 1 /
 /// 2 us gave 7.2 / 8.3 / 9.6 us round trips; with a partner answering after 1 us, 1.54 / 1.29 / 1.29 us.
 pub(crate) const SPIN_YIELD_AFTER: Duration = Duration::from_micros(1);

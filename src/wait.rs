@@ -16,8 +16,8 @@
 //! lost wake-up shows as a hang).
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::time::{Duration, Instant};
 
 use crate::err::Error;
@@ -28,8 +28,8 @@ use crate::raw::RawDeque;
 use crate::ring::End;
 use crate::tuning::{
     INTERRUPT_FALLBACK_SLICE, LOCK_BACKOFF_MAX, LOCK_SPIN, MESSAGE_POLL_PAUSES, ROOM_POLL_PAUSES, ROOM_SLACK_MAX,
-    SLEEP_RECHECK, SPIN_POLLS, SPIN_YIELD_AFTER, UNCOUNTED_SLEEP, WAIT_SPIN_MAX_NS, WAIT_SPIN_MIN_NS,
-    WAIT_SPIN_START_NS,
+    SLEEP_RECHECK, SPIN_POLLS, SPIN_YIELD_AFTER, SPINNING_GONE_CHECK, UNCOUNTED_SLEEP, WAIT_PROBE_NS,
+    WAIT_PROBE_SKIP_MAX, WAIT_SPIN_MAX_NS, WAIT_SPIN_MIN_NS, WAIT_SPIN_START_NS,
 };
 
 /// How long an operation may wait for room or for a message.
@@ -133,16 +133,124 @@ impl Interrupter {
     }
 }
 
-/// A handle's adaptive spin budget, in nanoseconds: how long its next wait spins before it sleeps.
-pub(crate) struct SpinBudget(AtomicU32);
+/// How a handle's blocking operations wait for room or for a message, chosen per handle with
+/// [`Builder::wait_strategy`](crate::Builder::wait_strategy): latency against CPU, after the LMAX Disruptor's
+/// wait strategies and Aeron's idle strategies.
+///
+/// Only waits for room or for a message follow it: the deque's lock is held for a copy at most, and a wait
+/// for it spins briefly and then sleeps whatever the strategy. Every strategy honours timeouts, deadlines,
+/// [`Interrupter`]s and close, and a pop that waits reports
+/// [`ProducersGone`](crate::PopError::ProducersGone) within about a second.
+///
+/// # Examples
+///
+/// ```
+/// use shmdeque::{Builder, WaitStrategy};
+/// # let name = format!("doc-strategy-{}", std::process::id());
+/// // A consumer on a core of its own: never sleeps, answers within a cache-line transfer.
+/// let q = Builder::new(&name).wait_strategy(WaitStrategy::BusySpin).open_raw()?;
+/// # shmdeque::remove(&name)?;
+/// # Ok::<(), shmdeque::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WaitStrategy {
+    /// Spins for an adaptive few microseconds, then sleeps in the kernel (the default). The spin follows
+    /// how long waits last: about twice the usual answer of a running partner, at least 2 µs, at most
+    /// 20 µs. After this handle wakes a sleeping partner, its next wait spins up to 200 µs (the time a
+    /// woken process takes to run again on a virtual machine), so that two processes that both fell asleep
+    /// (a stolen vCPU, a slow start) are back to answering within a microsecond after one round trip;
+    /// where the partner then still takes longer, such long spins become rarer, down to one in 64.
+    ///
+    /// CPU: a consumer blocked on an empty deque uses none once asleep; a partner that answers within the
+    /// spin costs the waiter a core for that long; one that answers later costs the spin and a wake-up.
+    #[default]
+    Adaptive,
+    /// Spins until it may proceed and never sleeps or yields: the lowest latency, at the price of a whole
+    /// core for as long as it waits. For a process with a core of its own (pinned, or an isolated CPU).
+    /// With more spinning processes than cores, a spinner can keep the very process it waits for off the
+    /// CPU; prefer [`Yielding`](Self::Yielding) there.
+    BusySpin,
+    /// Spins briefly, then offers its core to other runnable threads (`sched_yield`) between looks; never
+    /// sleeps. A whole core while it waits, as busy-spin, but a process queued behind it on that core gets
+    /// to run.
+    Yielding,
+    /// Sleeps in the kernel at once: no CPU while it waits. Every message then costs the waker a system
+    /// call and the sleeper a wake-up: a few microseconds on bare metal, tens on a virtual machine whose
+    /// idle vCPUs halt.
+    Blocking,
+}
 
-impl SpinBudget {
-    pub(crate) fn new() -> SpinBudget {
-        SpinBudget(AtomicU32::new(WAIT_SPIN_START_NS))
+/// A handle's wait policy, with the adaptive strategy's state.
+pub(crate) struct Pacer {
+    strategy: WaitStrategy,
+    /// How long the next wait spins before it sleeps, in nanoseconds.
+    budget: AtomicU32,
+    /// Set when this handle woke a sleeper: its partner will answer after a wake-up, and the next wait
+    /// may spin through it (a probe).
+    woke: AtomicBool,
+    /// Probes that failed in a row (the partner took longer than [`WAIT_PROBE`] even so), and how many
+    /// probes to skip before the next: `misses << 16 | skip`.
+    probes: AtomicU32,
+}
+
+/// How the next wait of a blocking operation spends its time before it sleeps.
+#[derive(Clone, Copy)]
+struct Spell {
+    /// The spin budget it had.
+    budget: u32,
+    /// Whether it spins through a woken partner's wake-up.
+    probe: bool,
+    /// When it began.
+    start: Instant,
+    /// Whether it spun longer than one round of polls.
+    long: bool,
+}
+
+impl Pacer {
+    pub(crate) fn new(strategy: WaitStrategy) -> Pacer {
+        Pacer {
+            strategy,
+            budget: AtomicU32::new(WAIT_SPIN_START_NS),
+            woke: AtomicBool::new(false),
+            probes: AtomicU32::new(0),
+        }
     }
 
-    fn get(&self) -> u32 {
-        self.0.load(Relaxed)
+    /// Notes that this handle woke a sleeper.
+    #[inline]
+    pub(crate) fn woke_sleeper(&self) {
+        if self.strategy == WaitStrategy::Adaptive && !self.woke.load(Relaxed) {
+            self.woke.store(true, Relaxed);
+        }
+    }
+
+    /// Whether the wait about to spin should be a probe: this handle woke a sleeper since its last wait,
+    /// and no probe is to be skipped.
+    fn take_probe(&self) -> bool {
+        if !self.woke.load(Relaxed) {
+            return false;
+        }
+        self.woke.store(false, Relaxed);
+        let p = self.probes.load(Relaxed);
+        if p & 0xffff != 0 {
+            self.probes.store(p - 1, Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Learns from a probe: one that caught the partner's answer makes the next probe due at once; one
+    /// that ended asleep doubles the number of probes skipped before the next (up to
+    /// [`WAIT_PROBE_SKIP_MAX`]).
+    fn probed(&self, caught: bool) {
+        let next = if caught {
+            0
+        } else {
+            let misses = ((self.probes.load(Relaxed) >> 16) + 1).min(WAIT_PROBE_SKIP_MAX.trailing_zeros());
+            misses << 16 | ((1 << misses) - 1)
+        };
+        self.probes.store(next, Relaxed);
     }
 
     /// Sets the next wait's budget from how long this one lasted. A wait that a spin of at most
@@ -150,8 +258,8 @@ impl SpinBudget {
     /// moves the budget towards twice its length, even if this wait ended asleep: otherwise one slow answer
     /// (the other side preempted) shrinks the budget below the usual answer time and every later wait
     /// sleeps, for good. A longer wait halves the budget, down to [`WAIT_SPIN_MIN_NS`]: the other side is not
-    /// running, and spinning would only take the core from it. Not called for a wait that ended within the
-    /// spin's first round of polls: any budget covered it, and measuring it would cost a clock read.
+    /// running, and spinning would only take the core from it. The floor is above a running partner's
+    /// usual answer, so that halving never makes the next quick answer come too late.
     fn adapt(&self, budget: u32, waited: Duration) {
         let waited = waited.as_nanos().min(u32::MAX as u128) as u32;
         let next = if waited <= WAIT_SPIN_MAX_NS {
@@ -159,7 +267,20 @@ impl SpinBudget {
         } else {
             (budget / 2).max(WAIT_SPIN_MIN_NS)
         };
-        self.0.store(next, Relaxed);
+        self.budget.store(next, Relaxed);
+    }
+
+    /// Ends a wait that ended after `spell` (asleep or not).
+    fn learn(&self, spell: Spell, asleep: bool) {
+        if self.strategy != WaitStrategy::Adaptive {
+            return;
+        }
+        if spell.probe {
+            self.probed(!asleep);
+        }
+        if spell.long || asleep {
+            self.adapt(spell.budget, spell.start.elapsed());
+        }
     }
 }
 
@@ -181,18 +302,19 @@ impl RawDeque {
         mut first: Option<RawLockGuard<'d>>,
         mut attempt: impl FnMut(&mut RawLockGuard<'_>) -> Option<R>,
     ) -> Result<R, Blocked> {
-        // After a spin: the budget it had, when it began, and whether it outlasted one round of polls.
-        let mut spun: Option<(u32, Instant, bool)> = None;
+        let strategy = self.pace.strategy;
+        // The spin this wait made before it may sleep (for `Blocking`, an empty one).
+        let mut spun: Option<Spell> = None;
+        // Strategies that never sleep look for dead producers this often instead, from the wait's start.
+        let mut gone_check: Option<Instant> = None;
         loop {
             let mut guard = match first.take() {
                 Some(guard) => guard,
                 None => self.lock_until(wait.deadline(), max_pauses)?,
             };
             if let Some(r) = attempt(&mut guard) {
-                // A wait that ended within the first round of polls was covered by any budget; learning its
-                // exact length would cost a clock read (about 30 ns) on every short wait.
-                if let Some((budget, start, true)) = spun {
-                    self.spin.adapt(budget, start.elapsed());
+                if let Some(spell) = spun {
+                    self.pace.learn(spell, false);
                 }
                 return Ok(r);
             }
@@ -202,13 +324,35 @@ impl RawDeque {
                 _ if self.interrupt.is_interrupted() => return Err(Blocked::Interrupted),
                 w => w.deadline(),
             };
-            let Some((budget, start, _)) = spun else {
-                drop(guard);
-                let budget = self.spin.get();
-                let start = Instant::now();
-                let long = self.spin_for(cond, start, Duration::from_nanos(budget as u64), deadline);
-                spun = Some((budget, start, long));
-                continue;
+            let spell = match (spun, strategy) {
+                (Some(spell), _) => spell,
+                (None, WaitStrategy::Blocking) => Spell { budget: 0, probe: false, start: Instant::now(), long: true },
+                (None, WaitStrategy::BusySpin | WaitStrategy::Yielding) => {
+                    drop(guard);
+                    let now = Instant::now();
+                    if matches!(cond, Cond::NotEmpty(_)) {
+                        let due = *gone_check.get_or_insert(now + SPINNING_GONE_CHECK);
+                        if now >= due {
+                            if self.seg.producers_gone(&self.own) {
+                                return Err(Blocked::ProducersGone);
+                            }
+                            gone_check = Some(now + SPINNING_GONE_CHECK);
+                        }
+                    }
+                    let chunk = Duration::from_nanos(WAIT_SPIN_MAX_NS.into());
+                    self.spin_for(cond, now, chunk, deadline, strategy == WaitStrategy::Yielding);
+                    continue;
+                }
+                (None, _) => {
+                    drop(guard);
+                    let budget = self.pace.budget.load(Relaxed);
+                    let probe = self.pace.take_probe();
+                    let spin = if probe { WAIT_PROBE_NS.max(budget) } else { budget };
+                    let start = Instant::now();
+                    let long = self.spin_for(cond, start, Duration::from_nanos(spin.into()), deadline, true);
+                    spun = Some(Spell { budget, probe, start, long });
+                    continue;
+                }
             };
             // About to sleep for a message that no live producer will push: say so instead.
             if matches!(cond, Cond::NotEmpty(_)) && self.seg.producers_gone(&self.own) {
@@ -233,12 +377,13 @@ impl RawDeque {
                 self.seg.remove_sleeper(self.reg.index, k, word);
             }
             let rechecking = word.seq.load(Acquire) == seq && deadline.is_none_or(|d| Instant::now() < d);
-            if !rechecking {
-                self.spin.adapt(budget, start.elapsed());
+            if rechecking {
+                // If the deque still does not let it proceed, it goes back to sleep without spinning again.
+                spun = Some(spell);
+            } else {
+                self.pace.learn(spell, true);
                 spun = None;
             }
-            // A recheck keeps `spun`: if the deque still does not let it proceed, it goes back to sleep
-            // without spinning again.
         }
     }
 
@@ -286,11 +431,12 @@ impl RawDeque {
     /// about [`SPIN_POLLS`] PAUSEs: the round trip is what a waiting consumer is measured by. A wait for room
     /// polls every [`ROOM_POLL_PAUSES`]: the consumer has work queued, and every read of the ring word takes
     /// the lock's cache line from it. After [`SPIN_YIELD_AFTER`] each round also yields the core: the
-    /// process that would change the condition may be queued on this very core.
-    fn spin_for(&self, cond: Cond, start: Instant, budget: Duration, deadline: Option<Instant>) -> bool {
+    /// process that would change the condition may be queued on this very core (unless `yields` is false:
+    /// [`WaitStrategy::BusySpin`]).
+    fn spin_for(&self, cond: Cond, start: Instant, budget: Duration, deadline: Option<Instant>, yields: bool) -> bool {
         let until = start + budget;
         let until = deadline.map_or(until, |d| d.min(until));
-        let yield_after = start + SPIN_YIELD_AFTER;
+        let yield_after = if yields { start + SPIN_YIELD_AFTER } else { until };
         let pauses = match cond {
             Cond::NotEmpty(_) => MESSAGE_POLL_PAUSES,
             Cond::NotFull => ROOM_POLL_PAUSES,
@@ -313,7 +459,7 @@ impl RawDeque {
             if now >= until {
                 return long;
             }
-            if now >= yield_after {
+            if now >= yield_after && yields {
                 std::thread::yield_now();
             }
         }
@@ -327,6 +473,9 @@ impl RawDeque {
     /// counts of dead registrations, under the lock if it is free within [`LOCK_SPIN`].
     pub(crate) fn signal(&self, word: &WaitWord, counted: u32) {
         word.seq.fetch_add(1, Release);
+        if counted != 0 {
+            self.pace.woke_sleeper();
+        }
         let woken = os::futex_wake(&word.seq, i32::MAX);
         if woken < counted {
             self.reap_sleepers();
