@@ -72,6 +72,16 @@ impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
         self.raw.interrupter()
     }
 
+    /// How this handle waits for room or for a message; see [`RawDeque::wait_strategy`].
+    pub fn wait_strategy(&self) -> crate::WaitStrategy {
+        self.raw.wait_strategy()
+    }
+
+    /// Changes how this handle waits; see [`RawDeque::set_wait_strategy`].
+    pub fn set_wait_strategy(&self, strategy: crate::WaitStrategy) {
+        self.raw.set_wait_strategy(strategy);
+    }
+
     /// Encodes `value` (outside the lock, into a reused per-thread buffer) and pushes its bytes.
     fn push(&self, end: End, value: T, wait: Wait) -> Result<(), TypedPushError<T>> {
         let r = codec::with_encoded(&value, |bytes| {

@@ -10,7 +10,7 @@ use crate::layout::{self, Header, KIND_HANDLE, KIND_PRODUCER, MAX_REGISTRATIONS}
 use crate::registry::{Own, Registered};
 use crate::ring::End;
 use crate::segment::Segment;
-use crate::wait::{self, Interrupter, Pacer};
+use crate::wait::{self, Interrupter, Pacer, WaitStrategy};
 use crate::{Config, Stats};
 
 /// A bounded deque of byte messages in a named shared-memory segment.
@@ -90,6 +90,18 @@ impl RawDeque {
 
     pub(crate) fn corrupted(&self, what: impl Into<String>) -> Error {
         Error::Corrupted { name: self.name().to_owned(), what: what.into() }
+    }
+
+    /// How this handle's blocking operations wait for room or for a message; see [`WaitStrategy`].
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.pace.strategy()
+    }
+
+    /// Changes how this handle's blocking operations wait, from their next wait on (for example to busy-spin
+    /// once this thread has a core of its own); see [`WaitStrategy`] and
+    /// [`Builder::wait_strategy`](crate::Builder::wait_strategy).
+    pub fn set_wait_strategy(&self, strategy: WaitStrategy) {
+        self.pace.set_strategy(strategy);
     }
 
     /// The deque's name.

@@ -17,7 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU32};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 use std::time::{Duration, Instant};
 
 use crate::err::Error;
@@ -154,6 +154,7 @@ impl Interrupter {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum WaitStrategy {
     /// Spins for an adaptive few microseconds, then sleeps in the kernel (the default). The spin follows
     /// how long waits last: about twice the usual answer of a running partner, at least 2 µs, at most
@@ -165,25 +166,31 @@ pub enum WaitStrategy {
     /// CPU: a consumer blocked on an empty deque uses none once asleep; a partner that answers within the
     /// spin costs the waiter a core for that long; one that answers later costs the spin and a wake-up.
     #[default]
-    Adaptive,
+    Adaptive = 0,
     /// Spins until it may proceed and never sleeps or yields: the lowest latency, at the price of a whole
     /// core for as long as it waits. For a process with a core of its own (pinned, or an isolated CPU).
     /// With more spinning processes than cores, a spinner can keep the very process it waits for off the
     /// CPU; prefer [`Yielding`](Self::Yielding) there.
-    BusySpin,
+    BusySpin = 1,
     /// Spins briefly, then offers its core to other runnable threads (`sched_yield`) between looks; never
     /// sleeps. A whole core while it waits, as busy-spin, but a process queued behind it on that core gets
     /// to run.
-    Yielding,
+    Yielding = 2,
     /// Sleeps in the kernel at once: no CPU while it waits. Every message then costs the waker a system
     /// call and the sleeper a wake-up: a few microseconds on bare metal, tens on a virtual machine whose
     /// idle vCPUs halt.
-    Blocking,
+    Blocking = 3,
+}
+
+impl WaitStrategy {
+    const ALL: [WaitStrategy; 4] =
+        [WaitStrategy::Adaptive, WaitStrategy::BusySpin, WaitStrategy::Yielding, WaitStrategy::Blocking];
 }
 
 /// A handle's wait policy, with the adaptive strategy's state.
 pub(crate) struct Pacer {
-    strategy: WaitStrategy,
+    /// The [`WaitStrategy`], as its index in [`WaitStrategy::ALL`]: a handle may change it while in use.
+    strategy: AtomicU8,
     /// How long the next wait spins before it sleeps, in nanoseconds.
     budget: AtomicU32,
     /// Set when this handle woke a sleeper: its partner will answer after a wake-up, and the next wait
@@ -210,17 +217,25 @@ struct Spell {
 impl Pacer {
     pub(crate) fn new(strategy: WaitStrategy) -> Pacer {
         Pacer {
-            strategy,
+            strategy: AtomicU8::new(strategy as u8),
             budget: AtomicU32::new(WAIT_SPIN_START_NS),
             woke: AtomicBool::new(false),
             probes: AtomicU32::new(0),
         }
     }
 
+    pub(crate) fn strategy(&self) -> WaitStrategy {
+        WaitStrategy::ALL[usize::from(self.strategy.load(Relaxed)) % WaitStrategy::ALL.len()]
+    }
+
+    pub(crate) fn set_strategy(&self, strategy: WaitStrategy) {
+        self.strategy.store(strategy as u8, Relaxed);
+    }
+
     /// Notes that this handle woke a sleeper.
     #[inline]
     pub(crate) fn woke_sleeper(&self) {
-        if self.strategy == WaitStrategy::Adaptive && !self.woke.load(Relaxed) {
+        if self.strategy() == WaitStrategy::Adaptive && !self.woke.load(Relaxed) {
             self.woke.store(true, Relaxed);
         }
     }
@@ -272,7 +287,7 @@ impl Pacer {
 
     /// Ends a wait that ended after `spell` (asleep or not).
     fn learn(&self, spell: Spell, asleep: bool) {
-        if self.strategy != WaitStrategy::Adaptive {
+        if self.strategy() != WaitStrategy::Adaptive {
             return;
         }
         if spell.probe {
@@ -302,7 +317,7 @@ impl RawDeque {
         mut first: Option<RawLockGuard<'d>>,
         mut attempt: impl FnMut(&mut RawLockGuard<'_>) -> Option<R>,
     ) -> Result<R, Blocked> {
-        let strategy = self.pace.strategy;
+        let strategy = self.pace.strategy();
         // The spin this wait made before it may sleep (for `Blocking`, an empty one).
         let mut spun: Option<Spell> = None;
         // Strategies that never sleep look for dead producers this often instead, from the wait's start.

@@ -104,6 +104,28 @@ typedef enum {
 } shmdeque_status;
 
 /**
+ * How a handle waits for room or for a message (`shmdeque_set_wait_strategy`): latency against CPU.
+ */
+typedef enum {
+  /**
+   * Spins for an adaptive few microseconds, then sleeps in the kernel (the default).
+   */
+  SHMDEQUE_WAIT_ADAPTIVE = 0,
+  /**
+   * Spins and never sleeps or yields: the lowest latency, a whole core while waiting.
+   */
+  SHMDEQUE_WAIT_BUSY_SPIN = 1,
+  /**
+   * Spins, yielding the core between looks; never sleeps.
+   */
+  SHMDEQUE_WAIT_YIELDING = 2,
+  /**
+   * Sleeps in the kernel at once: no CPU while waiting, a wake-up's latency per message.
+   */
+  SHMDEQUE_WAIT_BLOCKING = 3,
+} shmdeque_wait_strategy;
+
+/**
  * An open deque. Opaque: create it with `shmdeque_open`, release it with `shmdeque_close_handle`.
  *
  * Threads: one handle may be used by any number of threads at once, for every function that takes it.
@@ -498,6 +520,18 @@ shmdeque_status shmdeque_max_message_len(shmdeque *q, size_t *out);
  * `q` is NULL or a live handle; `out` is NULL or points to a writable `bool`.
  */
 shmdeque_status shmdeque_is_closed(shmdeque *q, bool *out);
+
+/**
+ * Sets how the handle's blocking calls wait for room or for a message, from their next wait on: one of
+ * `shmdeque_wait_strategy` (the library's `WaitStrategy`, where each one's CPU cost is documented). Another
+ * value gives `SHMDEQUE_INVALID`.
+ *
+ * Threads: any thread; the handle's calls in other threads use it from their next wait.
+ *
+ * # Safety
+ * `q` is NULL or a live handle.
+ */
+shmdeque_status shmdeque_set_wait_strategy(shmdeque *q, int strategy);
 
 /**
  * Removes every message; `*removed` says how many there were.

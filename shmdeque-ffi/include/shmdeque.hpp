@@ -500,6 +500,12 @@ public:
     /// Closed and empty: no message will ever come again.
     bool drained() const { return closed() && empty(); }
 
+    /// How this handle waits for room or for a message, from its next wait on (SHMDEQUE_WAIT_ADAPTIVE by
+    /// default; SHMDEQUE_WAIT_BUSY_SPIN for a thread with a core of its own).
+    void set_wait_strategy(shmdeque_wait_strategy s) {
+        detail::check(shmdeque_set_wait_strategy(q_, static_cast<int>(s)));
+    }
+
     /// Closes the deque for everyone: pushes fail, pops drain what is left.
     void close() { detail::check(shmdeque_close(q_)); }
 

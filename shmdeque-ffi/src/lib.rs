@@ -40,7 +40,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::thread::{self, ThreadId};
 
-use ::shmdeque::{Builder, CreateMode, PopError, Producer, RawDeque, RawLockGuard};
+use ::shmdeque::{Builder, CreateMode, PopError, Producer, RawDeque, RawLockGuard, WaitStrategy};
 
 use call::{
     CANCELLED, Decline, EMPTY, Fail, POP_CLOSED, Wait, by_wait, bytes, bytes_mut, call, decline, declining, get, out,
@@ -1033,6 +1033,49 @@ pub unsafe extern "C" fn shmdeque_max_message_len(q: *mut shmdeque, out: *mut us
 pub unsafe extern "C" fn shmdeque_is_closed(q: *mut shmdeque, out: *mut bool) -> shmdeque_status {
     // SAFETY: the caller's contract, passed on.
     unsafe { query(q, out, |q| Ok(q.is_closed())) }
+}
+
+/// How a handle waits for room or for a message (`shmdeque_set_wait_strategy`): latency against CPU.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum shmdeque_wait_strategy {
+    /// Spins for an adaptive few microseconds, then sleeps in the kernel (the default).
+    SHMDEQUE_WAIT_ADAPTIVE = 0,
+    /// Spins and never sleeps or yields: the lowest latency, a whole core while waiting.
+    SHMDEQUE_WAIT_BUSY_SPIN = 1,
+    /// Spins, yielding the core between looks; never sleeps.
+    SHMDEQUE_WAIT_YIELDING = 2,
+    /// Sleeps in the kernel at once: no CPU while waiting, a wake-up's latency per message.
+    SHMDEQUE_WAIT_BLOCKING = 3,
+}
+
+/// Sets how the handle's blocking calls wait for room or for a message, from their next wait on: one of
+/// `shmdeque_wait_strategy` (the library's `WaitStrategy`, where each one's CPU cost is documented). Another
+/// value gives `SHMDEQUE_INVALID`.
+///
+/// Threads: any thread; the handle's calls in other threads use it from their next wait.
+///
+/// # Safety
+/// `q` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmdeque_set_wait_strategy(q: *mut shmdeque, strategy: c_int) -> shmdeque_status {
+    call(|| {
+        let s = match strategy {
+            0 => WaitStrategy::Adaptive,
+            1 => WaitStrategy::BusySpin,
+            2 => WaitStrategy::Yielding,
+            3 => WaitStrategy::Blocking,
+            other => {
+                return Err(Fail::invalid(format!(
+                    "wait strategy {other} is invalid: pass one of SHMDEQUE_WAIT_ADAPTIVE, _BUSY_SPIN, _YIELDING, \
+                     _BLOCKING"
+                )));
+            }
+        };
+        // SAFETY: the caller's contract on `q`.
+        unsafe { deque(q) }?.set_wait_strategy(s);
+        Ok(())
+    })
 }
 
 /// Removes every message; `*removed` says how many there were.

@@ -8,6 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use shmdeque_ffi::shmdeque_status::{self, *};
+use shmdeque_ffi::shmdeque_wait_strategy::*;
 use shmdeque_ffi::*;
 use shmdeque_testkit::{Name, Watchdog};
 
@@ -177,6 +178,35 @@ fn pushes_and_pops_at_both_ends_with_every_timeout() {
         assert_eq!(shmdeque_is_closed(q, &mut closed), SHMDEQUE_OK);
         assert!(closed);
     }
+    close_handle(q);
+}
+
+/// Every wait strategy can be set and then serves a waiting pop woken by another thread's push; anything else
+/// is refused with a message naming the values.
+#[test]
+fn wait_strategies_are_set_per_handle() {
+    let _w = Watchdog::new("wait_strategies_are_set_per_handle", LIMIT);
+    let name = Name::new("ffi-strategy");
+    let q = open(&name, 4, 32);
+    let other = open(&name, 0, 0);
+    for s in [SHMDEQUE_WAIT_BUSY_SPIN, SHMDEQUE_WAIT_YIELDING, SHMDEQUE_WAIT_BLOCKING, SHMDEQUE_WAIT_ADAPTIVE] {
+        // SAFETY: a live handle.
+        assert_eq!(unsafe { shmdeque_set_wait_strategy(q, s as c_int) }, SHMDEQUE_OK, "{s:?}");
+        let (a, b) = (q as usize, other as usize);
+        thread::scope(|sc| {
+            let popper = sc.spawn(move || pop(a as *mut shmdeque, 28, -1));
+            thread::sleep(Duration::from_millis(20));
+            assert_eq!(push(b as *mut shmdeque, b"hi", -1), SHMDEQUE_OK);
+            assert_eq!(popper.join().unwrap(), (SHMDEQUE_OK, 2, b"hi".to_vec()), "{s:?}");
+        });
+    }
+    // SAFETY: a live handle, and NULL.
+    unsafe {
+        assert_eq!(shmdeque_set_wait_strategy(q, 4), SHMDEQUE_INVALID);
+        assert!(last_error().contains("wait strategy 4 is invalid"), "{}", last_error());
+        assert_eq!(shmdeque_set_wait_strategy(null_mut(), 0), SHMDEQUE_INVALID);
+    }
+    close_handle(other);
     close_handle(q);
 }
 

@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
         CHECK(lock.clear() == 3 && !lock.front());
     }
 
-    // Threads share one Deque.
+    // Threads share one Deque, waiting without sleeping.
+    q.set_wait_strategy(SHMDEQUE_WAIT_YIELDING);
     std::thread consumer([&] {
         for (int i = 0; i < 1000; i++) {
             std::optional<std::string> m = q.pop_front<std::string>(std::chrono::seconds(30));
@@ -152,6 +153,7 @@ int main(int argc, char** argv) {
         q.push_back(std::to_string(i));
     }
     consumer.join();
+    q.set_wait_strategy(SHMDEQUE_WAIT_ADAPTIVE);
 
     // Stats, producers, closing.
     shmdeque::Stats s = q.stats();

@@ -15,11 +15,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use shmdeque::{Builder, CreateMode};
+use shmdeque_cli::bench::{self as harness, Builtin};
 use shmdeque_cli::synth::{self, Verifier};
 use shmdeque_cli::tool::{self, Failure, Meter};
+use shmdeque_cli::with_builtin;
 
 /// Seconds either side of the deque run may stall before it gives up (a watchdog, not a time limit).
 const STALL_SECS: &str = "10";
+/// Timed round trips per transport, and untimed ones before them.
+const ROUND_TRIPS: u64 = 20_000;
+const ROUND_TRIP_WARMUP: u64 = 2_000;
 /// How often the demo looks at its child processes.
 const POLL: Duration = Duration::from_millis(1);
 /// Messages the pipe reader counts between two looks at the clock, as the consumer does per batch.
@@ -123,6 +128,38 @@ pub fn run(args: Args) -> Result<(), Failure> {
         println!("The pipe was {:.2}x as fast as shmdeque on this run.", 1.0 / ratio);
     }
     println!("Times are wall-clock, from starting the two processes until both exited.");
+
+    println!();
+    println!(
+        "3. round trips: this process sends a {}-byte message, a child sends it back, {} times \
+         (after {} untimed)",
+        args.size,
+        tool::thousands(ROUND_TRIPS),
+        tool::thousands(ROUND_TRIP_WARMUP)
+    );
+    println!("{:<26} {:>10} {:>10}", "transport", "p50 us", "p99 us");
+    let mut p50s = Vec::new();
+    for b in [Builtin::Shm, Builtin::Pipe] {
+        let samples = with_builtin!(b, |t| harness::round_trips(&t, args.size, ROUND_TRIP_WARMUP, ROUND_TRIPS))
+            .map_err(|e| Failure::runtime(format!("round trips through {}: {e}", b.label())))?;
+        let q = |p| harness::quantile(&samples, p).unwrap_or_default().as_secs_f64() * 1e6;
+        let label = if b == Builtin::Shm { "shmdeque (shared memory)" } else { "pipe" };
+        println!("{label:<26} {:>10.2} {:>10.2}", q(0.5), q(0.99));
+        p50s.push(q(0.5));
+    }
+    if let [shm, pipe] = p50s[..]
+        && shm > 0.0
+    {
+        println!();
+        println!(
+            "A message went there and back {:.1}x as fast through shmdeque as through the pipe (p50).",
+            pipe / shm
+        );
+    }
+    println!(
+        "Both sides wait as a program would by default: shmdeque spins briefly, then sleeps; the pipe sleeps \
+         in read."
+    );
     Ok(())
 }
 
