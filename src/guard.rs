@@ -10,7 +10,7 @@ use crate::err::{Error, PopError, PushError};
 use crate::layout::{self, Header, WaitWord};
 use crate::raw::RawDeque;
 use crate::ring::{self, End, Ring, RingError};
-use crate::wait;
+use crate::{os, wait};
 
 thread_local! {
     /// The deque this thread last pushed to (the address of its slot area in this process) and the ring word
@@ -340,6 +340,17 @@ impl Drop for RawLockGuard<'_> {
         let asleep = |changed: bool, w: &WaitWord| if changed { wait::sleepers(w) } else { 0 };
         let not_empty = asleep(self.added, &h.not_empty);
         let not_full = asleep(self.removed, &h.not_full);
+        if self.added | self.removed {
+            // Where this thread runs, for a waiter deciding whether to spin (see `wait.rs`); the store goes
+            // to the lock's cache line, which this thread holds anyway.
+            let cpu = os::current_cpu();
+            if self.added {
+                h.ring.last_cpu[0].store(cpu, Relaxed);
+            }
+            if self.removed {
+                h.ring.last_cpu[1].store(cpu, Relaxed);
+            }
+        }
         h.lock.unlock();
         if not_empty != 0 || self.closed {
             self.deque.signal(&h.not_empty, not_empty);

@@ -107,7 +107,10 @@ pub(crate) struct RingWords {
     pub closed: AtomicU32,
     /// Nonzero when a registered producer died without leaving, and no producer has registered since.
     pub producers_died: AtomicU32,
-    pub _reserved: [AtomicU32; 2],
+    /// Hints, 1 + the CPU number (0: unknown) of the thread that last pushed (`[0]`) and last popped (`[1]`):
+    /// a waiter whose partner ran on its own CPU yields at once instead of spinning. Only ever a hint: a
+    /// wrong value makes a wait yield sooner or later, nothing else.
+    pub last_cpu: [AtomicU32; 2],
     pub recoveries: AtomicU64,
     pub high_water: AtomicU64,
 }

@@ -15,9 +15,10 @@
 //! killed between its unlock and its wake-up call (the `test-hooks` feature can switch that off, so that a
 //! lost wake-up shows as a hang).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
+use std::sync::atomic::{AtomicU8, AtomicU32};
 use std::time::{Duration, Instant};
 
 use crate::err::Error;
@@ -193,12 +194,15 @@ pub(crate) struct Pacer {
     strategy: AtomicU8,
     /// How long the next wait spins before it sleeps, in nanoseconds.
     budget: AtomicU32,
-    /// Set when this handle woke a sleeper: its partner will answer after a wake-up, and the next wait
-    /// may spin through it (a probe).
-    woke: AtomicBool,
     /// Probes that failed in a row (the partner took longer than [`WAIT_PROBE`] even so), and how many
     /// probes to skip before the next: `misses << 16 | skip`.
     probes: AtomicU32,
+}
+
+thread_local! {
+    /// Set when this thread woke a sleeper: the other side will answer after its wake-up, and this thread's
+    /// next adaptive wait may spin through it (a probe).
+    static WOKE_SLEEPER: Cell<bool> = const { Cell::new(false) };
 }
 
 /// How the next wait of a blocking operation spends its time before it sleeps.
@@ -219,7 +223,6 @@ impl Pacer {
         Pacer {
             strategy: AtomicU8::new(strategy as u8),
             budget: AtomicU32::new(WAIT_SPIN_START_NS),
-            woke: AtomicBool::new(false),
             probes: AtomicU32::new(0),
         }
     }
@@ -232,21 +235,13 @@ impl Pacer {
         self.strategy.store(strategy as u8, Relaxed);
     }
 
-    /// Notes that this handle woke a sleeper.
-    #[inline]
-    pub(crate) fn woke_sleeper(&self) {
-        if self.strategy() == WaitStrategy::Adaptive && !self.woke.load(Relaxed) {
-            self.woke.store(true, Relaxed);
-        }
-    }
-
-    /// Whether the wait about to spin should be a probe: this handle woke a sleeper since its last wait,
-    /// and no probe is to be skipped.
+    /// Whether the wait about to spin should be a probe: this thread woke a sleeper since its last wait
+    /// (through any handle: a request and its answer usually travel through two deques), and no probe is
+    /// to be skipped.
     fn take_probe(&self) -> bool {
-        if !self.woke.load(Relaxed) {
+        if !WOKE_SLEEPER.replace(false) {
             return false;
         }
-        self.woke.store(false, Relaxed);
         let p = self.probes.load(Relaxed);
         if p & 0xffff != 0 {
             self.probes.store(p - 1, Relaxed);
@@ -268,21 +263,26 @@ impl Pacer {
         self.probes.store(next, Relaxed);
     }
 
-    /// Sets the next wait's budget from how long this one lasted. A wait that a spin of at most
-    /// [`WAIT_SPIN_MAX_NS`] would have covered (the other side is running and answers within microseconds)
-    /// moves the budget towards twice its length, even if this wait ended asleep: otherwise one slow answer
-    /// (the other side preempted) shrinks the budget below the usual answer time and every later wait
-    /// sleeps, for good. A longer wait halves the budget, down to [`WAIT_SPIN_MIN_NS`]: the other side is not
-    /// running, and spinning would only take the core from it. The floor is above a running partner's
-    /// usual answer, so that halving never makes the next quick answer come too late.
-    fn adapt(&self, budget: u32, waited: Duration) {
+    /// Sets the next wait's budget from how long this one lasted (`asleep`: it outlasted its spin).
+    ///
+    /// - A wait that outlasted its spin but that a spin of at most [`WAIT_SPIN_MAX_NS`] would have covered
+    ///   (the other side is running, and was late this once: preempted, an interrupt) doubles the budget, at
+    ///   least to twice this wait: a sleep then costs a wake-up, tens of microseconds on a virtual machine.
+    /// - A wait within the budget shrinks it by 1/32 (down to [`WAIT_SPIN_MIN_NS`]): slowly, so that a late
+    ///   answer once in a hundred keeps being covered. A spin ends when the answer comes, so a budget larger
+    ///   than the usual answer costs nothing while the other side keeps answering.
+    /// - A longer wait halves the budget, down to [`WAIT_SPIN_MIN_NS`]: the other side is not running, and
+    ///   spinning would only take the core from it.
+    fn adapt(&self, budget: u32, waited: Duration, asleep: bool) {
         let waited = waited.as_nanos().min(u32::MAX as u128) as u32;
-        let next = if waited <= WAIT_SPIN_MAX_NS {
-            (budget / 2 + waited).clamp(WAIT_SPIN_MIN_NS, WAIT_SPIN_MAX_NS)
+        let next = if waited > WAIT_SPIN_MAX_NS {
+            budget / 2
+        } else if asleep || waited > budget {
+            WAIT_SPIN_MAX_NS
         } else {
-            (budget / 2).max(WAIT_SPIN_MIN_NS)
+            budget - budget / 256
         };
-        self.budget.store(next, Relaxed);
+        self.budget.store(next.clamp(WAIT_SPIN_MIN_NS, WAIT_SPIN_MAX_NS), Relaxed);
     }
 
     /// Ends a wait that ended after `spell` (asleep or not).
@@ -294,7 +294,7 @@ impl Pacer {
             self.probed(!asleep);
         }
         if spell.long || asleep {
-            self.adapt(spell.budget, spell.start.elapsed());
+            self.adapt(spell.budget, spell.start.elapsed(), asleep);
         }
     }
 }
@@ -447,11 +447,18 @@ impl RawDeque {
     /// polls every [`ROOM_POLL_PAUSES`]: the consumer has work queued, and every read of the ring word takes
     /// the lock's cache line from it. After [`SPIN_YIELD_AFTER`] each round also yields the core: the
     /// process that would change the condition may be queued on this very core (unless `yields` is false:
-    /// [`WaitStrategy::BusySpin`]).
+    /// [`WaitStrategy::BusySpin`]); if it last ran on this core, after the first round.
     fn spin_for(&self, cond: Cond, start: Instant, budget: Duration, deadline: Option<Instant>, yields: bool) -> bool {
         let until = start + budget;
         let until = deadline.map_or(until, |d| d.min(until));
-        let yield_after = if yields { start + SPIN_YIELD_AFTER } else { until };
+        let yield_after = if !yields {
+            until
+        } else if self.partner_shares_cpu(cond) {
+            // Spinning cannot end the wait while the partner cannot run: give it the CPU after one round.
+            start
+        } else {
+            start + SPIN_YIELD_AFTER
+        };
         let pauses = match cond {
             Cond::NotEmpty(_) => MESSAGE_POLL_PAUSES,
             Cond::NotFull => ROOM_POLL_PAUSES,
@@ -480,6 +487,18 @@ impl RawDeque {
         }
     }
 
+    /// Whether the thread that last changed the deque the way `cond` waits for (the last pusher, or popper)
+    /// ran on this thread's CPU: then it is likely queued behind this thread now, and only a yield lets it
+    /// answer. The scheduler puts two processes that wake each other on one CPU, on some machines for good.
+    fn partner_shares_cpu(&self, cond: Cond) -> bool {
+        let hint = match cond {
+            Cond::NotEmpty(_) => &self.header().ring.last_cpu[0],
+            Cond::NotFull => &self.header().ring.last_cpu[1],
+        };
+        let theirs = hint.load(Relaxed);
+        theirs != 0 && theirs == os::current_cpu()
+    }
+
     /// Bumps the sequence of `word` (so that a sleeper about to call FUTEX_WAIT with the old value returns at
     /// once) and wakes every process asleep on it: all, so that a sleeper killed right after its wake-up
     /// cannot swallow the wake-up another needed. `counted`: the sleepers counted under the lock (zero for a
@@ -489,7 +508,7 @@ impl RawDeque {
     pub(crate) fn signal(&self, word: &WaitWord, counted: u32) {
         word.seq.fetch_add(1, Release);
         if counted != 0 {
-            self.pace.woke_sleeper();
+            WOKE_SLEEPER.set(true);
         }
         let woken = os::futex_wake(&word.seq, i32::MAX);
         if woken < counted {

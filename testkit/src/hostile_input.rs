@@ -37,6 +37,8 @@ pub const FIELDS: &[(&str, u64, usize)] = &[
     ("pushed", 152, 8),
     ("popped", 160, 8),
     ("closed", 168, 4),
+    ("last_pusher_cpu", 176, 4),
+    ("last_popper_cpu", 180, 4),
     ("recoveries", 184, 8),
     ("high_water", 192, 8),
     ("not_empty.seq", 256, 4),
