@@ -23,14 +23,16 @@ pub(crate) const MESSAGE_POLL_PAUSES: u32 = 3;
 /// PAUSEs between two clock reads by a waiter, and looks between two by a locker with short pauses.
 pub(crate) const SPIN_POLLS: u32 = 16;
 /// Lower bound of the adaptive spin before a waiter sleeps, in nanoseconds: above a running partner's usual
-/// answer, so that halving the budget after a slow answer does not make the next quick one come too late.
+/// answer, so that halving the budget after long waits does not make the next quick one come too late.
 pub(crate) const WAIT_SPIN_MIN_NS: u32 = 2_000;
-/// Upper bound of the adaptive spin; a wait longer than this means the other side is not running.
+/// Upper bound of the adaptive spin, and the budget after a late answer it would have caught: 64 B round
+/// trips p99 3.4-4.1 us against 3.5-4.2 us for "half the budget plus the wait", p99.9 7-30 against 9-38 us.
 pub(crate) const WAIT_SPIN_MAX_NS: u32 = 20_000;
 /// The spin budget of a new handle, in nanoseconds.
 pub(crate) const WAIT_SPIN_START_NS: u32 = 2_000;
-/// How long a wait spins after this handle woke a sleeper (a probe): longer than a woken process takes to
-/// run again, so that two processes that both sleep on every message get back to spinning.
+/// How long a wait spins after this thread woke a sleeper (a probe): longer than a woken process takes to
+/// run again, so that two processes that both sleep on every message get back to spinning. 64 B round
+/// trips, p99: 50-90 us without, 3.1-4.1 us with.
 pub(crate) const WAIT_PROBE_NS: u32 = 200_000;
 /// At most this many probes skipped between two, after probes that ended asleep (a power of two).
 pub(crate) const WAIT_PROBE_SKIP_MAX: u32 = 64;

@@ -157,15 +157,22 @@ impl Interrupter {
 #[non_exhaustive]
 #[repr(u8)]
 pub enum WaitStrategy {
-    /// Spins for an adaptive few microseconds, then sleeps in the kernel (the default). The spin follows
-    /// how long waits last: about twice the usual answer of a running partner, at least 2 µs, at most
-    /// 20 µs. After this handle wakes a sleeping partner, its next wait spins up to 200 µs (the time a
-    /// woken process takes to run again on a virtual machine), so that two processes that both fell asleep
-    /// (a stolen vCPU, a slow start) are back to answering within a microsecond after one round trip;
-    /// where the partner then still takes longer, such long spins become rarer, down to one in 64.
+    /// Spins for up to 20 µs, then sleeps in the kernel (the default).
     ///
-    /// CPU: a consumer blocked on an empty deque uses none once asleep; a partner that answers within the
-    /// spin costs the waiter a core for that long; one that answers later costs the spin and a wake-up.
+    /// - The spin follows the other side: a late answer that a 20 µs spin would have caught sets the budget
+    ///   to 20 µs, and it shrinks slowly while answers come sooner (a spin ends when the answer comes, so a
+    ///   large budget costs nothing while the other side answers quickly); each wait longer than 20 µs
+    ///   halves it, down to 2 µs.
+    /// - After this thread wakes a sleeper, its next wait spins up to 200 µs (a woken process takes tens
+    ///   of microseconds to run again on a virtual machine whose idle vCPUs halt), so that two processes
+    ///   that both fell asleep (a stolen vCPU, a slow start) are back to spinning after one round trip;
+    ///   where the answer still comes later, such waits become rarer, down to one in 64.
+    /// - A waiter whose partner last ran on its own CPU yields the CPU after one round of polls: spinning
+    ///   there would only keep the partner from answering.
+    ///
+    /// CPU: a consumer blocked on an empty deque spins once, then uses none; a partner that answers within
+    /// the spin costs the waiter a core for that long; one that answers after more than 20 µs costs about
+    /// 2 µs of spin and a wake-up per wait.
     #[default]
     Adaptive = 0,
     /// Spins until it may proceed and never sleeps or yields: the lowest latency, at the price of a whole
