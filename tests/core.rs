@@ -32,13 +32,6 @@ fn open_raw(name: &str) -> RawDeque {
     Builder::new(name).create_mode(CreateMode::Open).open_raw().expect("open")
 }
 
-fn signal_ready(what: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout();
-    writeln!(out, "{what}").unwrap();
-    out.flush().unwrap();
-}
-
 /// The child side of every cross-process test. Does nothing in a normal test run.
 #[test]
 fn child_entry() {
@@ -69,14 +62,14 @@ fn child_entry() {
             for seq in 0..arg {
                 q.push_back(&seq.to_le_bytes()).unwrap();
             }
-            signal_ready("pushed");
+            support::say("pushed");
             thread::sleep(WATCHDOG);
             1
         }
         "hold_lock" => {
             let q = open_raw(&name);
             let _guard = q.lock().unwrap();
-            signal_ready("locked");
+            support::say("locked");
             thread::sleep(WATCHDOG);
             1
         }
@@ -84,14 +77,14 @@ fn child_entry() {
             let q = open_raw(&name);
             let _ = q.push_back_with(1000, |slot| {
                 slot[..500].fill(b'x');
-                signal_ready("writing");
+                support::say("writing");
                 thread::sleep(WATCHDOG);
             });
             1
         }
         "block_pop" => {
             let q = open_raw(&name);
-            signal_ready("waiting");
+            support::say("waiting");
             // No timeout: a wake-up that never comes must hang this child (the parent's wait then fails),
             // not end in a look after the timeout that finds the message anyway.
             match q.pop_front() {
@@ -103,7 +96,7 @@ fn child_entry() {
         }
         "block_push" => {
             let q = open_raw(&name);
-            signal_ready("waiting");
+            support::say("waiting");
             match q.push_back(b"late") {
                 Ok(()) => 0,
                 Err(PushError::Closed(_)) => 10,

@@ -56,13 +56,6 @@ fn start(role: &str, name: &str, strategy: WaitStrategy, count: u64) -> Kid {
     Kid::start(cmd, role)
 }
 
-fn say(what: &str) {
-    use std::io::Write;
-    let mut out = std::io::stdout();
-    writeln!(out, "{what}").unwrap();
-    out.flush().unwrap();
-}
-
 /// The child side of every test. Does nothing in a normal test run.
 #[test]
 fn child_entry() {
@@ -75,7 +68,7 @@ fn child_entry() {
         "echo" => {
             let ping = open(&format!("{name}-ping"), strategy);
             let pong = open(&format!("{name}-pong"), strategy);
-            say("ready");
+            support::say("ready");
             let mut buf = Vec::new();
             for _ in 0..count {
                 ping.pop_front_into(&mut buf).unwrap();
@@ -85,7 +78,7 @@ fn child_entry() {
         }
         "block_pop" => {
             let q = open(&name, strategy);
-            say("waiting");
+            support::say("waiting");
             match q.pop_front() {
                 Ok(m) if m == b"wake" => 0,
                 Ok(_) => 3,
@@ -95,7 +88,7 @@ fn child_entry() {
         }
         "block_push" => {
             let q = open(&name, strategy);
-            say("waiting");
+            support::say("waiting");
             match q.push_back(b"late") {
                 Ok(()) => 0,
                 Err(PushError::Closed(_)) => 10,
@@ -105,7 +98,7 @@ fn child_entry() {
         "produce_then_hang" => {
             let q = open(&name, strategy);
             let _me = q.register_producer().unwrap();
-            say("registered");
+            support::say("registered");
             thread::sleep(WATCHDOG);
             1
         }

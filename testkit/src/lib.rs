@@ -510,6 +510,17 @@ pub fn child_init() {
     });
 }
 
+/// Prints `line` on stdout and flushes it: how a child tells its test (through [`Kid::await_line`]) that it
+/// reached a point.
+///
+/// # Panics
+/// If stdout is closed.
+pub fn say(line: &str) {
+    let mut out = io::stdout();
+    writeln!(out, "{line}").expect("writing to the test");
+    out.flush().expect("writing to the test");
+}
+
 /// The calling thread's kernel id, as /proc/PID/task names it.
 pub fn gettid() -> u32 {
     // SAFETY: gettid cannot fail.
