@@ -40,6 +40,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod codec;
 mod deque;
 mod err;
@@ -50,6 +52,8 @@ mod lock;
 mod ops;
 mod os;
 mod raw;
+#[cfg(feature = "async")]
+mod reactor;
 mod registry;
 #[cfg(feature = "redis")]
 mod remote;

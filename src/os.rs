@@ -268,3 +268,140 @@ pub(crate) fn ofd_held_elsewhere(fd: &OwnedFd, byte: u64) -> bool {
     }
     fl.l_type != libc::F_UNLCK as libc::c_short
 }
+
+/// One word that [`futex_waitv_addrs`] sleeps on: its address in this process, the value to sleep while it
+/// holds, and whether it is process-private (otherwise shared, a word of a segment).
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watched {
+    pub addr: usize,
+    pub expected: u32,
+    pub private: bool,
+}
+
+/// How a [`futex_waitv_addrs`] call ended.
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Word `i` was woken.
+    Woken(usize),
+    /// Some word no longer held its value when the kernel looked (it does not say which), or a signal
+    /// interrupted the sleep: look at every word.
+    LookAgain,
+    TimedOut,
+    /// Some address is not mapped any more.
+    Fault,
+    /// The kernel has no `futex_waitv` (before Linux 5.16), or refuses this set.
+    Unsupported,
+}
+
+/// Sleeps until one of `words` (at most 128) is woken or stops holding its value, or until `timeout`.
+///
+/// The words are given by address, and nothing here reads them: the kernel does, and an address that is
+/// no longer mapped makes the call return [`Waited::Fault`] instead of touching anything. That is what
+/// lets the async reactor watch words of segments whose handles it does not own.
+#[cfg(feature = "async")]
+pub(crate) fn futex_waitv_addrs(words: &[Watched], timeout: Option<Duration>) -> Waited {
+    #[repr(C)]
+    struct FutexWaitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+    const FUTEX2_SIZE_U32: u32 = 2;
+    const FUTEX2_PRIVATE: u32 = 128;
+    const FUTEX_WAITV_MAX: usize = 128;
+    if words.is_empty() || words.len() > FUTEX_WAITV_MAX {
+        return Waited::Unsupported;
+    }
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .map(|w| FutexWaitv {
+            val: u64::from(w.expected),
+            uaddr: w.addr as u64,
+            flags: FUTEX2_SIZE_U32 | if w.private { FUTEX2_PRIVATE } else { 0 },
+            reserved: 0,
+        })
+        .collect();
+    let abs = timeout.map(monotonic_after);
+    let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` holds `words.len()` (1..=128) futex_waitv entries and lives across the call;
+    // `abs_ptr` is null or points at a timespec that outlives it. The kernel reads the watched words itself,
+    // with fault handling: an address that is not mapped gives EFAULT, and nothing in this process is
+    // dereferenced.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as u32,
+            0u32,
+            abs_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc >= 0 {
+        return Waited::Woken(rc as usize);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ETIMEDOUT) => Waited::TimedOut,
+        Some(libc::EFAULT) => Waited::Fault,
+        Some(libc::ENOSYS) | Some(libc::EINVAL) => Waited::Unsupported,
+        _ => Waited::LookAgain,
+    }
+}
+
+/// What [`futex_probe`] found at an address.
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probed {
+    Same,
+    Changed,
+    /// Not mapped.
+    Fault,
+}
+
+/// Whether the shared futex word at `addr` still holds `expected`, asked of the kernel (a `FUTEX_WAIT` that
+/// times out at once) rather than read: an address that is no longer mapped answers [`Probed::Fault`].
+#[cfg(feature = "async")]
+pub(crate) fn futex_probe(addr: usize, expected: u32) -> Probed {
+    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: FUTEX_WAIT reads the u32 at `addr` with fault handling (EFAULT if unmapped) and `zero` outlives
+    // the call; nothing in this process is dereferenced.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_futex, addr as *const u32, libc::FUTEX_WAIT, expected, &zero as *const _, 0usize, 0u32)
+    };
+    if rc == 0 {
+        // Woken within no time at all: something changed.
+        return Probed::Changed;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ETIMEDOUT) => Probed::Same,
+        Some(libc::EFAULT) => Probed::Fault,
+        _ => Probed::Changed,
+    }
+}
+
+/// Sleeps while the process-private `word` holds `expected`, for at most `timeout`: the async reactor's
+/// sleep where the kernel has no `futex_waitv`.
+#[cfg(feature = "async")]
+pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: as in `futex_wait`: the aligned u32 behind `word` is valid for the call, `ts_ptr` is null or
+    // points at a timespec that outlives it. Every error means "look again".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        );
+    }
+}
