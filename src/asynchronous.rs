@@ -2,17 +2,17 @@
 //! woken by the process's reactor thread (`reactor.rs`) rather than blocking a thread in a futex wait.
 //!
 //! Every async operation is one [`Waiting`] future around the operation's `try_` body (`ops.rs`), written
-//! once:
+//! once. A poll goes:
 //!
-//! 1. **Try first.** A poll runs the `try_` body; if it does not say "full" or "empty", that is the result.
-//!    No spinning: a spin would hold the executor's thread.
-//! 2. **Register, then try again.** Otherwise the future takes the deque's lock, registers with the reactor
-//!    (whose key for this handle and condition counts one sleeper in the wait word, as a sleeping thread
-//!    does), reads the sequence word under the lock, unlocks, and tries once more: a change between the
-//!    first try and the registration is seen by the second try; a change after it bumps the sequence word.
-//! 3. **Wait.** If the second try fails too, the future arms the reactor with the value it read and returns
+//! 1. **Try first.** The `try_` body; if it does not say "full" or "empty", that is the result. No
+//!    spinning: a spin would hold the executor's thread.
+//! 2. **Count, then try again.** Otherwise the future registers with the reactor and makes sure its key
+//!    counts a sleeper in the segment (taking the deque's lock to count, as a sleeping thread does), reads
+//!    the sequence word after the count, and tries once more: a change before the count is seen by this
+//!    try, a change after it moves the word.
+//! 3. **Wait.** If that try fails too, the future arms the reactor with the value it read and returns
 //!    `Pending`. Polls without a wake-up from the reactor (the baton, the deadline, an interrupt) return
-//!    `Pending` at once; with one, the future reads the sequence word, tries, and on failure arms again.
+//!    `Pending` at once; with one, the future goes round again from 1.
 //!
 //! A future that completes has done its operation in the poll that returns it; one that is dropped did
 //! nothing (see "Cancel safety" on each method); either way it leaves the reactor, and the last waiter of a
@@ -21,7 +21,6 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Acquire;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -29,7 +28,6 @@ use crate::err::{Error, PopError, PushError};
 use crate::raw::RawDeque;
 use crate::reactor::{Cond, reactor};
 use crate::ring::End;
-use crate::tuning::LOCK_BACKOFF_MAX;
 use crate::wait::{Blocked, Wait};
 
 /// Why a waiting future gives up without a result of its operation.
@@ -51,6 +49,8 @@ pub(crate) struct Waiting<'d, R, F> {
     op: F,
     /// The reactor's id of this waiter, while registered.
     ticket: Option<u64>,
+    /// Try on the next poll even without a wake-up from the reactor.
+    retry: bool,
     done: bool,
     _out: PhantomData<fn() -> R>,
 }
@@ -58,9 +58,13 @@ pub(crate) struct Waiting<'d, R, F> {
 // The future never pins its fields: `op` is only called through `&mut`, and nothing points into the future.
 impl<R, F> Unpin for Waiting<'_, R, F> {}
 
+/// How many times one poll goes round "try, count, try, arm" when the reactor keeps taking the count back
+/// in between (the deque keeps changing), before it yields to the executor.
+const ROUNDS_PER_POLL: usize = 4;
+
 impl<'d, R, F: FnMut(Option<Why>) -> Poll<R>> Waiting<'d, R, F> {
     pub(crate) fn new(deque: &'d RawDeque, cond: Cond, deadline: Option<Instant>, op: F) -> Self {
-        Waiting { deque, cond, deadline, op, ticket: None, done: false, _out: PhantomData }
+        Waiting { deque, cond, deadline, op, ticket: None, retry: false, done: false, _out: PhantomData }
     }
 
     fn finish(&mut self, r: R) -> Poll<R> {
@@ -81,16 +85,26 @@ impl<'d, R, F: FnMut(Option<Why>) -> Poll<R>> Waiting<'d, R, F> {
         }
     }
 
-    /// Leaves the reactor; the last waiter of the key gives the key's sleeper count back.
+    /// Leaves the reactor; the last waiter of the key takes the key's sleeper count back.
     fn leave(&mut self) {
         if let (Some(id), Some(reactor)) = (self.ticket.take(), reactor()) {
-            let (q, cond) = (self.deque, self.cond);
-            reactor.leave(id, || q.seg.remove_sleeper(q.reg.index, cond as usize, cond.word(q)));
+            reactor.leave(id);
         }
     }
 
     fn past_deadline(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Why this future must stop waiting, if it must: its deadline passed, or its handle was interrupted.
+    fn must_stop(&self) -> Option<Why> {
+        if self.past_deadline() {
+            Some(Why::Timeout)
+        } else if self.deque.interrupt.is_interrupted() {
+            Some(Why::Interrupted)
+        } else {
+            None
+        }
     }
 }
 
@@ -104,66 +118,64 @@ impl<R, F: FnMut(Option<Why>) -> Poll<R>> Future for Waiting<'_, R, F> {
             return Poll::Pending;
         }
         let q = this.deque;
-        let word = this.cond.word(q);
-        let reactor = reactor();
-        // Registered: try only when woken for it. The value is read before the try, so that a change after
-        // it shows in the word the reactor then watches.
-        let seen = match (this.ticket, reactor) {
-            (Some(id), Some(reactor)) => {
-                let due = this.past_deadline() || q.interrupt.is_interrupted();
-                if !reactor.notified(id, cx.waker()) && !due {
-                    return Poll::Pending;
-                }
-                Some(word.seq.load(Acquire))
-            }
-            _ => None,
-        };
-        if let Poll::Ready(r) = (this.op)(None) {
-            return this.finish(r);
-        }
-        let (id, seen, reactor) = match (this.ticket, seen, reactor) {
-            (Some(id), Some(seen), Some(reactor)) => (id, seen, reactor),
-            _ => {
-                if this.past_deadline() {
-                    return this.give_up(Why::Timeout);
-                }
-                if q.interrupt.is_interrupted() {
-                    return this.give_up(Why::Interrupted);
-                }
-                let Some(reactor) = reactor else {
-                    let source = std::io::Error::other("the thread could not be started");
-                    let e = Error::Os { name: q.name().to_owned(), op: "starting the async reactor", source };
-                    return this.give_up(Why::Failed(e));
-                };
-                let guard = match q.lock_until(this.deadline, LOCK_BACKOFF_MAX) {
-                    Ok(guard) => guard,
-                    Err(Blocked::Failed(e)) => return this.give_up(Why::Failed(*e)),
-                    Err(_) => return this.give_up(Why::Timeout),
-                };
-                let (id, seen) = reactor.register(q, &guard, this.cond, this.deadline, cx.waker());
-                drop(guard);
-                this.ticket = Some(id);
-                if let Poll::Ready(r) = (this.op)(None) {
-                    return this.finish(r);
-                }
-                (id, seen, reactor)
-            }
-        };
-        if this.past_deadline() {
-            return this.give_up(Why::Timeout);
-        }
-        if q.interrupt.is_interrupted() {
-            return this.give_up(Why::Interrupted);
-        }
-        // About to wait for a message that no live producer will push: say so instead. A message pushed
-        // before the producers were found gone is taken by the try after the look.
-        if this.cond == Cond::Message && q.seg.producers_gone(&q.own) {
+        let Some(reactor) = reactor() else {
             if let Poll::Ready(r) = (this.op)(None) {
                 return this.finish(r);
             }
-            return this.give_up(Why::ProducersGone);
+            let source = std::io::Error::other("the thread could not be started");
+            return this.give_up(Why::Failed(Error::Os {
+                name: q.name().to_owned(),
+                op: "starting the async reactor",
+                source,
+            }));
+        };
+        // Registered: try only when woken for it (the baton, the deadline, an interrupt).
+        if let Some(id) = this.ticket {
+            let due = std::mem::take(&mut this.retry) || this.past_deadline() || q.interrupt.is_interrupted();
+            if !reactor.notified(id, cx.waker()) && !due {
+                return Poll::Pending;
+            }
         }
-        reactor.arm(id, seen, cx.waker());
+        for _ in 0..ROUNDS_PER_POLL {
+            // The fast path first: the `try_` form, nothing registered or counted.
+            if let Poll::Ready(r) = (this.op)(None) {
+                return this.finish(r);
+            }
+            if let Some(why) = this.must_stop() {
+                return this.give_up(why);
+            }
+            let id = match this.ticket {
+                Some(id) => id,
+                None => match reactor.register(q, this.cond, this.deadline, cx.waker()) {
+                    Ok(id) => *this.ticket.insert(id),
+                    Err(e) => return this.give_up(Why::Failed(e)),
+                },
+            };
+            // Counted, and the sequence word read after the count: a change between the try above and the
+            // count is seen by the try below, a change after it moves the word the reactor watches.
+            let prepared = match reactor.prepare(id, q, this.deadline) {
+                Ok(p) => p,
+                Err(Blocked::Failed(e)) => return this.give_up(Why::Failed(*e)),
+                Err(_) => return this.give_up(Why::Timeout),
+            };
+            if let Poll::Ready(r) = (this.op)(None) {
+                return this.finish(r);
+            }
+            // About to wait for a message that no live producer will push: say so instead. A message pushed
+            // before the producers were found gone is taken by the try after the look.
+            if this.cond == Cond::Message && q.seg.producers_gone(&q.own) {
+                if let Poll::Ready(r) = (this.op)(None) {
+                    return this.finish(r);
+                }
+                return this.give_up(Why::ProducersGone);
+            }
+            if reactor.arm(&prepared, cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        // The deque keeps changing under this future: let others run, and try again on the next poll.
+        this.retry = true;
+        cx.waker().wake_by_ref();
         Poll::Pending
     }
 }
@@ -171,8 +183,7 @@ impl<R, F: FnMut(Option<Why>) -> Poll<R>> Future for Waiting<'_, R, F> {
 impl<R, F> Drop for Waiting<'_, R, F> {
     fn drop(&mut self) {
         if let (Some(id), Some(reactor)) = (self.ticket.take(), reactor()) {
-            let (q, cond) = (self.deque, self.cond);
-            reactor.leave(id, || q.seg.remove_sleeper(q.reg.index, cond as usize, cond.word(q)));
+            reactor.leave(id);
         }
     }
 }

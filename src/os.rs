@@ -296,10 +296,8 @@ pub(crate) enum Waited {
 }
 
 /// Sleeps until one of `words` (at most 128) is woken or stops holding its value, or until `timeout`.
-///
-/// The words are given by address, and nothing here reads them: the kernel does, and an address that is
-/// no longer mapped makes the call return [`Waited::Fault`] instead of touching anything. That is what
-/// lets the async reactor watch words of segments whose handles it does not own.
+/// The words are given by address, so that one call can watch words of many segments; the caller keeps
+/// every address mapped for the call.
 #[cfg(feature = "async")]
 pub(crate) fn futex_waitv_addrs(words: &[Watched], timeout: Option<Duration>) -> Waited {
     #[repr(C)]
@@ -328,8 +326,7 @@ pub(crate) fn futex_waitv_addrs(words: &[Watched], timeout: Option<Duration>) ->
     let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `waiters` holds `words.len()` (1..=128) futex_waitv entries and lives across the call;
     // `abs_ptr` is null or points at a timespec that outlives it. The kernel reads the watched words itself,
-    // with fault handling: an address that is not mapped gives EFAULT, and nothing in this process is
-    // dereferenced.
+    // with fault handling (an address that is not mapped gives EFAULT).
     let rc = unsafe {
         libc::syscall(
             libc::SYS_futex_waitv,
@@ -348,37 +345,6 @@ pub(crate) fn futex_waitv_addrs(words: &[Watched], timeout: Option<Duration>) ->
         Some(libc::EFAULT) => Waited::Fault,
         Some(libc::ENOSYS) | Some(libc::EINVAL) => Waited::Unsupported,
         _ => Waited::LookAgain,
-    }
-}
-
-/// What [`futex_probe`] found at an address.
-#[cfg(feature = "async")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Probed {
-    Same,
-    Changed,
-    /// Not mapped.
-    Fault,
-}
-
-/// Whether the shared futex word at `addr` still holds `expected`, asked of the kernel (a `FUTEX_WAIT` that
-/// times out at once) rather than read: an address that is no longer mapped answers [`Probed::Fault`].
-#[cfg(feature = "async")]
-pub(crate) fn futex_probe(addr: usize, expected: u32) -> Probed {
-    let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: FUTEX_WAIT reads the u32 at `addr` with fault handling (EFAULT if unmapped) and `zero` outlives
-    // the call; nothing in this process is dereferenced.
-    let rc = unsafe {
-        libc::syscall(libc::SYS_futex, addr as *const u32, libc::FUTEX_WAIT, expected, &zero as *const _, 0usize, 0u32)
-    };
-    if rc == 0 {
-        // Woken within no time at all: something changed.
-        return Probed::Changed;
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::ETIMEDOUT) => Probed::Same,
-        Some(libc::EFAULT) => Probed::Fault,
-        _ => Probed::Changed,
     }
 }
 
@@ -404,4 +370,31 @@ pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Optio
             0u32,
         );
     }
+}
+
+/// Maps the first `len` bytes of the segment file behind `fd` read-write and shared, at an address of the
+/// kernel's choosing: a view of the header of its own for the async reactor, independent of any handle's
+/// mapping (and of when that handle is dropped). Unmap it with [`unmap`].
+#[cfg(feature = "async")]
+pub(crate) fn map_prefix(fd: &OwnedFd, len: usize) -> io::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: a new shared mapping of a valid descriptor at an address the kernel picks: it overlaps nothing
+    // this process uses. The result is checked before use.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    std::ptr::NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+}
+
+/// Unmaps what [`map_prefix`] mapped.
+///
+/// # Safety
+/// `ptr` and `len` are those of one [`map_prefix`] mapping, not unmapped before, and nothing refers into it
+/// any more.
+#[cfg(feature = "async")]
+pub(crate) unsafe fn unmap(ptr: std::ptr::NonNull<u8>, len: usize) {
+    // SAFETY: per this function's contract, the range is one live mapping that nothing uses any more.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
 }

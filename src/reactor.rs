@@ -3,33 +3,36 @@
 //!
 //! # Keys, counts and the baton
 //!
-//! Async waiters are grouped by *key*: one handle's wait for one condition (a message, or room). A key counts
-//! **one** sleeper in the condition's wait word and in its handle's registration (`registry.rs`), taken
-//! under the deque's lock by the first waiter and given back by the last one to leave, whether it completed
-//! or was dropped: so a signaller, which bumps the sequence word and calls `FUTEX_WAKE` only when it counts
-//! a sleeper, wakes the reactor exactly as it would wake a sleeping thread, and finds as many woken as it
-//! counted. A killed process's key counts are taken back like any sleeper's, through its registration.
+//! Async waiters are grouped by *key*: one handle's wait for one condition (a message, or room). A key
+//! stands for its waiters as one sleeping thread would: it counts **one** sleeper in the condition's wait
+//! word and in its handle's registration (`registry.rs`), taken under the deque's lock by a waiter about to
+//! wait, so that a signaller, which bumps the sequence word and calls `FUTEX_WAKE` only when it counts a
+//! sleeper, wakes the reactor, and finds as many woken as it counted.
 //!
-//! The reactor sleeps in `futex_waitv` on the sequence word of every *armed* key, the value it was armed
-//! with being one that a waiter read before an attempt that failed; on the interrupt word of each
-//! handle; and on a process-private word that futures bump when the watched set changes. When a key's word
-//! changes, the reactor disarms the key and wakes **one** of its waiters, which holds the baton: it polls,
-//! tries its operation, and either
-//! - fails, and arms the key again with the value it read before trying, or
+//! The reactor sleeps in `futex_waitv` on the sequence word of every *armed* key (armed with a value that
+//! a waiter read, after the count, before a try that failed), on the interrupt word of each handle, and on
+//! a process-private word that futures bump when the watched set changes. When it finds a key's word
+//! changed, it does what a woken sleeper does first: it takes the key's count back out of the segment
+//! (so that the pushes that follow cost their makers nothing, as with a sleeper that is awake), disarms the
+//! key, and wakes **one** waiter, which holds the baton: it polls, tries its operation, and either
+//! - fails, counts the key again under the lock, reads the word, tries once more and arms the key, or
 //! - completes (or is dropped), and if the key is still disarmed, hands the baton to the next waiter.
 //!
 //! So a message pushed to a deque with 10 000 waiting tasks wakes one task, not 10 000, and a burst of
-//! messages goes down the line of waiters one hand-over at a time. A waiter that a deadline, an interrupt,
-//! or the reactor's periodic look (every `SLEEP_RECHECK`, for a signaller killed between its change and its
-//! wake-up, and for producers that died) wakes, tries too.
+//! messages goes down the line of waiters one hand-over at a time. A waiter that a deadline or an interrupt
+//! wakes tries too, and the reactor looks unasked every `SLEEP_RECHECK` (for a signaller killed between its
+//! change and its wake-up, and for producers that died), as a sleeping thread does. The last waiter to
+//! leave a key takes its count back; a killed process's key counts go back with its registration, like any
+//! sleeper's.
 //!
-//! # Why the reactor never reads a segment
+//! # The reactor's own view of each header
 //!
-//! A future borrows its handle, but a future can be leaked (`mem::forget`), after which the handle, and
-//! its mapping, may go away while the key is still registered. So the reactor only hands addresses to the
-//! kernel (`futex_waitv`, and a `FUTEX_WAIT` with a zero timeout to ask whether a word still holds a value):
-//! an address that is no longer mapped comes back as `EFAULT` and its key is dropped from the watch. Reading
-//! the deque (its length, whether it is closed) is left to the futures, which hold their handle.
+//! A future borrows its handle, but a future can be leaked (`mem::forget`), after which the handle and its
+//! mapping may go away while the key is still registered. So each key maps the segment's header again, for
+//! the reactor alone (`os::map_prefix`): the words it sleeps on, reads and takes counts out of are in a
+//! mapping the key owns. A key without waiters is kept for [`KEY_IDLE`] (so that a task that waits again
+//! and again does not map the header each time) and then unmapped by the reactor thread, between two
+//! sleeps.
 //!
 //! # Limits and the fallback
 //!
@@ -40,22 +43,28 @@
 //! then learns of a change within about a millisecond rather than a wake-up's few microseconds.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::guard::RawLockGuard;
-use crate::layout::WaitWord;
-use crate::os::{self, Probed, Waited, Watched};
+use crate::err::Error;
+use crate::layout::{HEADER_SIZE, Header, WaitWord};
+use crate::os::{self, Waited, Watched};
 use crate::raw::RawDeque;
-use crate::tuning::{SLEEP_RECHECK, UNCOUNTED_SLEEP};
-use crate::wait::Interrupter;
+use crate::registry;
+use crate::tuning::{LOCK_BACKOFF_MAX, SLEEP_RECHECK, UNCOUNTED_SLEEP};
+use crate::wait::{Blocked, Interrupter};
 
 /// Where the kernel has no `futex_waitv`, or for words beyond the 128 it takes: how often the reactor looks
 /// at the watched words itself. Not measured: it bounds the extra latency of a fallback that should be rare.
 pub(crate) const FALLBACK_SLICE: Duration = Duration::from_millis(1);
+/// How long a key without waiters keeps its view of the header before the reactor unmaps it. Not measured:
+/// long enough that a task waiting again and again maps nothing, short enough that dropped handles' views
+/// go soon.
+pub(crate) const KEY_IDLE: Duration = Duration::from_secs(1);
 /// The most words one `futex_waitv` call takes (the kernel's `FUTEX_WAITV_MAX`).
 const MAX_WAITV: usize = 128;
 
@@ -67,48 +76,115 @@ pub(crate) enum Cond {
 }
 
 impl Cond {
-    pub(crate) fn word(self, deque: &RawDeque) -> &WaitWord {
+    fn of(self, h: &Header) -> &WaitWord {
         match self {
-            Cond::Message => &deque.header().not_empty,
-            Cond::Room => &deque.header().not_full,
+            Cond::Message => &h.not_empty,
+            Cond::Room => &h.not_full,
         }
     }
+
+    /// This condition's wait word in `deque`'s mapping.
+    pub(crate) fn word(self, deque: &RawDeque) -> &WaitWord {
+        self.of(deque.header())
+    }
+}
+
+/// The reactor's own mapping of a segment's header.
+struct HeaderView {
+    ptr: NonNull<u8>,
+}
+
+// SAFETY: the view is shared memory made of atomics, only ever used through `&Header`; nothing in it is tied
+// to a thread.
+unsafe impl Send for HeaderView {}
+
+impl HeaderView {
+    fn new(deque: &RawDeque) -> Result<HeaderView, Error> {
+        let ptr = os::map_prefix(deque.seg.fd(), HEADER_SIZE).map_err(|source| Error::Os {
+            name: deque.name().to_owned(),
+            op: "mapping the header for the async reactor",
+            source,
+        })?;
+        Ok(HeaderView { ptr })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is HEADER_SIZE >= size_of::<Header>() bytes of a segment file at least that long
+        // (checked when its handle opened it), page-aligned (so aligned for Header), and lives as long as
+        // `self`; every Header field is an atomic (or an array or padded struct of them), valid for any bit
+        // pattern and safe to share between threads and processes.
+        unsafe { self.ptr.cast::<Header>().as_ref() }
+    }
+}
+
+impl Drop for HeaderView {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` is this view's own mapping of HEADER_SIZE bytes; `header()` borrows `self`, so no
+        // reference into it outlives the view.
+        unsafe { os::unmap(self.ptr, HEADER_SIZE) };
+    }
+}
+
+/// Whether a key counts its sleeper in the segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    No,
+    Yes,
+    /// The count could not take one more (only garbage gets there): armed anyway, and looked at often.
+    Failed,
 }
 
 /// One handle's wait for one condition, and its waiters.
 struct Key {
-    /// The sequence word's address in this process; never dereferenced here (see the module docs).
-    seq: usize,
+    view: HeaderView,
+    cond: Cond,
+    /// The handle's registration, which the count is in.
+    reg: (u32, u32),
     /// The handle's interrupter (a clone, so that its address names this handle for as long as the key lives).
     interrupt: Interrupter,
-    /// The value the reactor sleeps on; `None` while disarmed (a waiter holds the baton, or none armed yet).
+    /// The value the reactor sleeps on; `None` while disarmed.
     armed: Option<u32>,
-    /// Whether the key counts its sleeper in the wait word (false only if a garbage count was full).
-    counted: bool,
+    count: Count,
+    /// Bumped whenever the key counts again, so that a waiter never arms with a value read under an older
+    /// count (one the reactor has taken back since).
+    epoch: u64,
     /// Live waiters, and how many of them hold a wake-up they have not acted on.
     waiters: usize,
     notified: usize,
     /// Waiters that may be handed the baton, oldest first (ids of waiters gone since are skipped).
     queue: VecDeque<u64>,
-    /// When the reactor next wakes a waiter unasked; `None` with the test hook that turns rechecks off.
+    /// When the reactor next looks unasked; `None` with the test hook that turns rechecks off.
     recheck_at: Option<Instant>,
-    /// The word's address is not mapped any more (a leaked future outlived its handle): never watched again.
-    faulted: bool,
+    /// Since when the key has had no waiter.
+    idle_since: Option<Instant>,
+}
+
+impl Key {
+    fn seq(&self) -> &AtomicU32 {
+        &self.cond.of(self.view.header()).seq
+    }
+
+    /// Takes the key's count back out of the segment, through the reactor's own view.
+    fn uncount(&mut self) {
+        if self.count == Count::Yes {
+            registry::remove_sleeper_in(self.view.header(), self.reg.0, self.reg.1, self.cond as usize);
+        }
+        self.count = Count::No;
+    }
 }
 
 struct Waiter {
     key: u64,
     waker: Option<Waker>,
-    /// Woken to try: the baton, a deadline or an interrupt.
+    /// Woken to try: the baton.
     notified: bool,
     queued: bool,
     deadline: Option<Instant>,
 }
 
-#[derive(Default)]
 struct State {
     keys: BTreeMap<u64, Key>,
-    /// (sequence word address, interrupt word address) -> key.
+    /// (the handle's sequence word address, its interrupt word address) -> key.
     idents: BTreeMap<(usize, usize), u64>,
     waiters: BTreeMap<u64, Waiter>,
     /// Waiters' deadlines.
@@ -116,15 +192,12 @@ struct State {
     next_id: u64,
 }
 
-/// What a word of one `futex_waitv` call stands for.
-#[derive(Clone, Copy)]
-enum Entry {
-    /// The reactor's own word.
-    Changed,
-    /// A key's sequence word, armed with this value.
-    Seq(u64, u32),
-    /// A handle's interrupt word.
-    Interrupt,
+/// What a waiter about to wait gets from [`Reactor::prepare`]: its id, the value it read from the sequence
+/// word after the key counted, and the count's epoch.
+pub(crate) struct Prepared {
+    pub id: u64,
+    pub seen: u32,
+    pub epoch: u64,
 }
 
 /// The process's reactor: its state, and the private word futures bump when they change what it watches.
@@ -154,8 +227,8 @@ pub(crate) fn reactor() -> Option<&'static Reactor> {
 
 /// How long a key goes without a look when nobody wakes it: as a sync sleeper's recheck (`wait.rs`), and as
 /// there, `SHMDEQUE_TEST_NO_RECHECK` with the `test-hooks` feature turns it off so that a lost wake-up hangs.
-fn recheck_interval(counted: bool) -> Option<Duration> {
-    if !counted {
+fn recheck_interval(count: Count) -> Option<Duration> {
+    if count == Count::Failed {
         return Some(UNCOUNTED_SLEEP);
     }
     #[cfg(feature = "test-hooks")]
@@ -187,6 +260,13 @@ fn wake_all(wakers: Vec<Waker>) {
     }
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl State {
     /// Hands the baton to the oldest queued waiter of `key` that holds none; its waker goes into `wake`.
     fn notify_next(&mut self, key_id: u64, wake: &mut Vec<Waker>) {
@@ -208,27 +288,33 @@ impl State {
         }
     }
 
-    /// The word of `key` changed from `value` (or the reactor looks unasked): disarm and hand the baton on.
-    fn changed(&mut self, key_id: u64, value: Option<u32>, wake: &mut Vec<Waker>) {
+    /// The word of an armed key changed (or the reactor looks unasked): as a woken sleeper, take the count
+    /// back, disarm, and hand the baton on.
+    fn changed(&mut self, key_id: u64, wake: &mut Vec<Waker>) {
         let Some(key) = self.keys.get_mut(&key_id) else { return };
-        if key.armed.is_none() || (value.is_some() && key.armed != value) {
-            // Disarmed already (someone holds the baton), or armed again since with a newer value.
+        if key.armed.is_none() {
             return;
         }
         key.armed = None;
+        key.uncount();
         self.notify_next(key_id, wake);
     }
 
-    /// Wakes every waiter of `key` to try (an interrupt, a fault), without handing out batons.
-    fn wake_key(&mut self, key_id: u64, wake: &mut Vec<Waker>) {
-        for w in self.waiters.values_mut().filter(|w| w.key == key_id) {
-            if let Some(waker) = &w.waker {
-                wake.push(waker.clone());
-            }
+    /// Looks at the word of every armed key.
+    fn look(&mut self, wake: &mut Vec<Waker>) {
+        let changed: Vec<u64> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.armed.is_some_and(|v| k.seq().load(Acquire) != v))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in changed {
+            self.changed(id, wake);
         }
     }
 
-    /// Fires due deadlines and rechecks; returns when the next one is due.
+    /// Fires due deadlines and rechecks, and unmaps keys idle for [`KEY_IDLE`]; returns when the next of
+    /// those is due.
     fn fire_timers(&mut self, now: Instant, wake: &mut Vec<Waker>) -> Option<Instant> {
         while let Some(&(at, id)) = self.timers.first() {
             if at > now {
@@ -243,16 +329,28 @@ impl State {
             self.keys.iter().filter(|(_, k)| k.recheck_at.is_some_and(|t| t <= now)).map(|(&id, _)| id).collect();
         for id in due {
             if let Some(key) = self.keys.get_mut(&id) {
-                key.recheck_at = recheck_interval(key.counted).and_then(|d| now.checked_add(d));
+                key.recheck_at = None;
             }
-            self.changed(id, None, wake);
+            self.changed(id, wake);
         }
-        let next_key = self.keys.values().filter_map(|k| k.recheck_at).min();
-        let next_timer = self.timers.first().map(|&(t, _)| t);
-        match (next_key, next_timer) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let idle: Vec<u64> = self
+            .keys
+            .iter()
+            .filter(|(_, k)| k.idle_since.is_some_and(|t| now.saturating_duration_since(t) >= KEY_IDLE))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in idle {
+            if let Some(key) = self.keys.remove(&id) {
+                self.idents.retain(|_, k| *k != id);
+                drop(key);
+            }
         }
+        let mut next = self.timers.first().map(|&(t, _)| t);
+        for k in self.keys.values() {
+            next = earliest(next, k.recheck_at);
+            next = earliest(next, k.idle_since.and_then(|t| t.checked_add(KEY_IDLE)));
+        }
+        next
     }
 }
 
@@ -268,56 +366,91 @@ impl Reactor {
         os::futex_wake_private(&self.changed);
     }
 
-    /// Registers a waiter for `cond` of `deque`, whose lock `_guard` is held: the key counts its sleeper
-    /// under the lock, as a sync sleeper does, so that whoever changes the deque after this sees it. Returns
-    /// the waiter's id and the sequence value read under the lock; the caller tries its operation once more
-    /// before it waits on that value.
+    /// Registers a waiter for `cond` of `deque`, creating the key (and its view of the header) if this
+    /// handle has none for `cond` yet. Nothing is counted yet: see [`prepare`](Self::prepare).
+    ///
+    /// # Errors
+    /// Mapping the header for a new key.
     pub(crate) fn register(
         &self,
         deque: &RawDeque,
-        _guard: &RawLockGuard<'_>,
         cond: Cond,
         deadline: Option<Instant>,
         waker: &Waker,
-    ) -> (u64, u32) {
-        let word = cond.word(deque);
-        let seq_addr = word.seq.as_ptr() as usize;
-        let ident = (seq_addr, deque.interrupt.word().as_ptr() as usize);
+    ) -> Result<u64, Error> {
+        let ident = (cond.word(deque).seq.as_ptr() as usize, deque.interrupt.word().as_ptr() as usize);
         let mut s = self.lock();
-        s.next_id = s.next_id.wrapping_add(1);
-        let id = s.next_id;
         let key_id = match s.idents.get(&ident) {
             Some(&k) => k,
             None => {
+                let view = HeaderView::new(deque)?;
+                s.next_id = s.next_id.wrapping_add(1);
+                let k = s.next_id;
                 let key = Key {
-                    seq: seq_addr,
+                    view,
+                    cond,
+                    reg: (deque.reg.index, deque.reg.generation),
                     interrupt: deque.interrupt.clone(),
                     armed: None,
-                    counted: false,
+                    count: Count::No,
+                    epoch: 0,
                     waiters: 0,
                     notified: 0,
                     queue: VecDeque::new(),
                     recheck_at: None,
-                    faulted: false,
+                    idle_since: None,
                 };
-                s.keys.insert(id, key);
-                s.idents.insert(ident, id);
-                id
+                s.keys.insert(k, key);
+                s.idents.insert(ident, k);
+                k
             }
         };
-        if let Some(key) = s.keys.get_mut(&key_id) {
-            if !key.counted {
-                key.counted = deque.seg.add_sleeper(deque.reg.index, cond as usize, word);
-                key.recheck_at = recheck_interval(key.counted).and_then(|d| Instant::now().checked_add(d));
-            }
-            key.waiters += 1;
-        }
+        s.next_id = s.next_id.wrapping_add(1);
+        let id = s.next_id;
         s.waiters
             .insert(id, Waiter { key: key_id, waker: Some(waker.clone()), notified: false, queued: false, deadline });
         if let Some(d) = deadline {
             s.timers.insert((d, id));
         }
-        (id, word.seq.load(Relaxed))
+        if let Some(key) = s.keys.get_mut(&key_id) {
+            key.waiters += 1;
+            key.idle_since = None;
+        }
+        Ok(id)
+    }
+
+    /// Gets waiter `id` of `deque` ready to wait: its key counts its sleeper (if it does not, this takes the
+    /// deque's lock to count it, as a sleeping thread does), and the value of the sequence word read after
+    /// that comes back. The caller then tries its operation once more, and arms with the value if it still
+    /// has to wait.
+    ///
+    /// # Errors
+    /// The lock's: a deadline that passed, a corrupted segment.
+    pub(crate) fn prepare(&self, id: u64, deque: &RawDeque, deadline: Option<Instant>) -> Result<Prepared, Blocked> {
+        let lost = || Blocked::Failed(Box::new(deque.corrupted("the async reactor lost a waiter")));
+        {
+            let s = self.lock();
+            let key = s.waiters.get(&id).and_then(|w| s.keys.get(&w.key)).ok_or_else(lost)?;
+            if key.count != Count::No {
+                // Counted already: any change after the count bumps the word, so a value read now is one to
+                // wait on.
+                return Ok(Prepared { id, seen: key.seq().load(Acquire), epoch: key.epoch });
+            }
+        }
+        // Count under the deque's lock, as a sleeping thread does: whoever changes the deque after this
+        // unlock sees the count. (The deque's lock first, then the reactor's: the reactor thread never takes
+        // a deque's lock.)
+        let _guard = deque.lock_until(deadline, LOCK_BACKOFF_MAX)?;
+        let mut s = self.lock();
+        let key_id = s.waiters.get(&id).map(|w| w.key).ok_or_else(lost)?;
+        let key = s.keys.get_mut(&key_id).ok_or_else(lost)?;
+        let word = key.cond.of(deque.header());
+        if key.count == Count::No {
+            let counted = deque.seg.add_sleeper(deque.reg.index, key.cond as usize, word);
+            key.count = if counted { Count::Yes } else { Count::Failed };
+            key.epoch = key.epoch.wrapping_add(1);
+        }
+        Ok(Prepared { id, seen: word.seq.load(Relaxed), epoch: key.epoch })
     }
 
     /// Takes the waiter's wake-up, if it has one, and remembers its latest waker.
@@ -330,28 +463,35 @@ impl Reactor {
         w.notified
     }
 
-    /// The waiter tried after reading `seen` from the sequence word and must wait: it queues for the baton
-    /// and, if the key is disarmed, arms it with `seen`.
-    pub(crate) fn arm(&self, id: u64, seen: u32, waker: &Waker) {
+    /// The waiter tried after [`prepare`](Self::prepare) and must wait: it queues for the baton and, if the
+    /// key is disarmed, arms it with the value it read. `false` if the key's count was taken back since
+    /// that value was read: the caller must prepare again (it keeps its wake-up).
+    pub(crate) fn arm(&self, p: &Prepared, waker: &Waker) -> bool {
         let mut s = self.lock();
         let s = &mut *s;
-        let Some(w) = s.waiters.get_mut(&id) else { return };
+        let Some(w) = s.waiters.get_mut(&p.id) else { return false };
         let key_id = w.key;
         if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
             w.waker = Some(waker.clone());
         }
-        let Some(key) = s.keys.get_mut(&key_id) else { return };
+        let Some(key) = s.keys.get_mut(&key_id) else { return false };
+        if key.count == Count::No || key.epoch != p.epoch {
+            return false;
+        }
         if w.notified {
             w.notified = false;
             key.notified = key.notified.saturating_sub(1);
         }
         if !w.queued {
             w.queued = true;
-            key.queue.push_back(id);
+            key.queue.push_back(p.id);
         }
-        let kick = key.armed.is_none() && !key.faulted;
+        let kick = key.armed.is_none();
         if kick {
-            key.armed = Some(seen);
+            key.armed = Some(p.seen);
+            if key.recheck_at.is_none() {
+                key.recheck_at = recheck_interval(key.count).and_then(|d| Instant::now().checked_add(d));
+            }
         }
         // Ids of waiters gone since pile up only until the next hand-over; keep them from piling up
         // without one (waiters that come and go while nothing changes).
@@ -362,12 +502,13 @@ impl Reactor {
         if kick {
             self.kick();
         }
+        true
     }
 
-    /// The waiter completed or was dropped. The last waiter of a key gives its sleeper count back
-    /// (`uncount`, called under the reactor's lock so that no waiter counts meanwhile); otherwise, if the key
-    /// is disarmed and no other waiter holds a wake-up, the baton goes to the next one.
-    pub(crate) fn leave(&self, id: u64, uncount: impl FnOnce()) {
+    /// The waiter completed or was dropped. The last waiter of a key takes its count back (under the
+    /// reactor's lock, so that no waiter counts meanwhile); otherwise, if the key is disarmed and no other
+    /// waiter holds a wake-up, the baton goes to the next one.
+    pub(crate) fn leave(&self, id: u64) {
         let mut wake = Vec::new();
         {
             let mut s = self.lock();
@@ -382,16 +523,11 @@ impl Reactor {
                 key.notified = key.notified.saturating_sub(1);
             }
             if key.waiters == 0 {
-                if key.counted {
-                    uncount();
-                }
-                let ident = (key.seq, key.interrupt.word().as_ptr() as usize);
-                s.keys.remove(&key_id);
-                s.idents.remove(&ident);
-                drop(s);
-                // Let the reactor forget the word, so that the kernel holds no address of a handle that may
-                // be dropped next.
-                self.kick();
+                key.uncount();
+                key.armed = None;
+                key.recheck_at = None;
+                key.queue.clear();
+                key.idle_since = Some(Instant::now());
             } else if key.armed.is_none() && key.notified == 0 {
                 s.notify_next(key_id, &mut wake);
             }
@@ -399,105 +535,61 @@ impl Reactor {
         wake_all(wake);
     }
 
-    /// The reactor thread: builds the watch set, sleeps, and wakes the waiters of what changed.
+    /// The reactor thread: looks at what changed, wakes those waiters, and sleeps on the armed words.
     fn run(&self) {
         let mut waitv = !forced_fallback();
         loop {
             let mut wake = Vec::new();
             let mut words = Vec::new();
-            let mut entries = Vec::new();
             let next = {
                 let mut s = self.lock();
-                let now = Instant::now();
-                let next = s.fire_timers(now, &mut wake);
-                // Interrupted handles: wake all their waiters (they return `Interrupted`), and do not sleep on a
-                // word that stays set.
-                let interrupted: Vec<u64> =
-                    s.keys.iter().filter(|(_, k)| k.interrupt.is_interrupted()).map(|(&id, _)| id).collect();
-                for id in interrupted {
-                    s.wake_key(id, &mut wake);
-                }
+                s.look(&mut wake);
+                let next = s.fire_timers(Instant::now(), &mut wake);
                 words.push(Watched {
                     addr: self.changed.as_ptr() as usize,
                     expected: self.changed.load(Acquire),
                     private: true,
                 });
-                entries.push(Entry::Changed);
                 let mut interrupts = BTreeSet::new();
+                let mut interrupted = BTreeSet::new();
                 for (&id, k) in &s.keys {
-                    if let (Some(v), false) = (k.armed, k.faulted) {
-                        words.push(Watched { addr: k.seq, expected: v, private: false });
-                        entries.push(Entry::Seq(id, v));
+                    if let Some(v) = k.armed {
+                        words.push(Watched { addr: k.seq().as_ptr() as usize, expected: v, private: false });
                     }
-                    let iw = k.interrupt.word();
-                    if interrupts.insert(iw.as_ptr() as usize) && !k.interrupt.is_interrupted() {
-                        words.push(Watched { addr: iw.as_ptr() as usize, expected: 0, private: true });
-                        entries.push(Entry::Interrupt);
+                    if k.waiters == 0 {
+                        continue;
                     }
+                    // An interrupted handle's waiters are woken (they return `Interrupted`), and its word, which
+                    // stays set, is not slept on.
+                    if k.interrupt.is_interrupted() {
+                        interrupted.insert(id);
+                    } else if interrupts.insert(k.interrupt.word().as_ptr() as usize) {
+                        words.push(Watched { addr: k.interrupt.word().as_ptr() as usize, expected: 0, private: true });
+                    }
+                }
+                if !interrupted.is_empty() {
+                    wake.extend(
+                        s.waiters.values().filter(|w| interrupted.contains(&w.key)).filter_map(|w| w.waker.clone()),
+                    );
                 }
                 next
             };
             wake_all(std::mem::take(&mut wake));
 
             // The kernel watches the first MAX_WAITV words; any others are looked at every FALLBACK_SLICE.
-            let watched = if waitv { words.len().min(MAX_WAITV) } else { 0 };
-            // Without futex_waitv the reactor sleeps on its own word alone: it needs slices only while it
-            // watches some other word.
-            let polled = if waitv { watched < words.len() } else { words.len() > 1 };
+            // Without futex_waitv the reactor sleeps on its own word alone, in slices while it watches others.
+            let watched = if waitv { words.len().min(MAX_WAITV) } else { 1 };
             let mut timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
-            if polled {
+            if watched < words.len() {
                 timeout = Some(timeout.map_or(FALLBACK_SLICE, |t| t.min(FALLBACK_SLICE)));
             }
-            let outcome = if waitv {
-                os::futex_waitv_addrs(&words[..watched], timeout)
+            // The views in `words` stay mapped: only this thread unmaps them, in `fire_timers`.
+            if waitv {
+                if os::futex_waitv_addrs(&words[..watched], timeout) == Waited::Unsupported {
+                    waitv = false;
+                }
             } else {
                 os::futex_wait_private(&self.changed, words[0].expected, timeout);
-                Waited::LookAgain
-            };
-            let look_from = match outcome {
-                Waited::Woken(i) => {
-                    if let Some(&Entry::Seq(id, v)) = entries.get(i) {
-                        self.lock().changed(id, Some(v), &mut wake);
-                    }
-                    watched
-                }
-                Waited::TimedOut => watched,
-                Waited::LookAgain | Waited::Fault => 0,
-                Waited::Unsupported => {
-                    waitv = false;
-                    0
-                }
-            };
-            if polled || look_from == 0 {
-                self.look_at(&words[look_from..], &entries[look_from..], &mut wake);
-            }
-            wake_all(wake);
-        }
-    }
-
-    /// Asks the kernel whether each key word still holds its armed value; hands the baton on for those that
-    /// changed, and stops watching those that are not mapped any more.
-    fn look_at(&self, words: &[Watched], entries: &[Entry], wake: &mut Vec<Waker>) {
-        let found: Vec<(u64, u32, Probed)> = words
-            .iter()
-            .zip(entries)
-            .filter_map(|(w, e)| match *e {
-                Entry::Seq(id, v) => Some((id, v, os::futex_probe(w.addr, v))),
-                _ => None,
-            })
-            .collect();
-        let mut s = self.lock();
-        for (id, v, probed) in found {
-            match probed {
-                Probed::Same => {}
-                Probed::Changed => s.changed(id, Some(v), wake),
-                Probed::Fault => {
-                    if let Some(k) = s.keys.get_mut(&id) {
-                        k.faulted = true;
-                        k.armed = None;
-                    }
-                    s.wake_key(id, wake);
-                }
             }
         }
     }
