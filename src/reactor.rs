@@ -32,7 +32,7 @@
 //! the reactor alone (`os::map_prefix`): the words it sleeps on, reads and takes counts out of are in a
 //! mapping the key owns. A key without waiters is kept for [`KEY_IDLE`] (so that a task that waits again
 //! and again does not map the header each time) and then unmapped by the reactor thread, between two
-//! sleeps.
+//! sleeps: the only thread that unmaps, so no address in a `futex_waitv` call goes away during the call.
 //!
 //! # Limits and the fallback
 //!

@@ -225,6 +225,16 @@ fn async_child() {
                 std::process::exit(1);
             }
         }
+        // Registers as a producer, pushes one message, says so, and hangs until killed.
+        "produce_then_hang" => {
+            let q = open(&name);
+            let _me = q.register_producer().unwrap();
+            q.push_back(&7u64.to_le_bytes()).unwrap();
+            signal_ready("pushed");
+            loop {
+                thread::sleep(Duration::from_secs(1));
+            }
+        }
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -666,4 +676,36 @@ fn a_dropped_pending_future_takes_nothing() {
     }
     assert!(q.is_empty());
     assert_eq!(q.stats().unwrap().pushed, 1, "the dropped push pushed nothing");
+}
+
+/// When every registered producer died, an async pop takes what was pushed first, then says
+/// `ProducersGone`: at once when it finds them gone before it waits, and within the reactor's recheck when
+/// they die while it waits.
+#[test]
+fn an_async_pop_after_every_producer_died_says_so() {
+    let _w = Watchdog::new("producers_gone", LIMIT);
+    for exec in EXECUTORS {
+        let name = Name::new("async-gone");
+        let q = Arc::new(Builder::new(&*name).capacity(4).slot_size(SLOT).open_raw().unwrap());
+        let mut kid = start("produce_then_hang", &[(V_NAME, name.to_string())]);
+        kid.await_line("pushed", LIMIT);
+        assert_eq!(value(&q.try_pop_front().unwrap()), 7);
+        // Tasks waiting while the producer is alive; it dies while they wait.
+        let killer = {
+            let q = q.clone();
+            thread::spawn(move || {
+                await_sleepers(&q, 1);
+                kid.kill();
+            })
+        };
+        let got = exec.run_all(20, |_| {
+            let q = q.clone();
+            async move { q.pop_front_async().await.map_err(|e| e.is_producers_gone()) }
+        });
+        killer.join().unwrap();
+        assert!(got.iter().all(|r| *r == Err(true)), "{exec:?}: {got:?}");
+        // Found gone before waiting: at once.
+        assert!(futures_executor::block_on(q.pop_back_async()).unwrap_err().is_producers_gone());
+        assert_no_sleepers(&q);
+    }
 }
