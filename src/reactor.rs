@@ -455,10 +455,12 @@ impl Reactor {
 
     /// Takes the waiter's wake-up, if it has one, and remembers its latest waker.
     pub(crate) fn notified(&self, id: u64, waker: &Waker) -> bool {
+        // Declared before the lock, so dropped after it: dropping a waker may run the executor's code.
+        let mut _stale = None;
         let mut s = self.lock();
         let Some(w) = s.waiters.get_mut(&id) else { return true };
         if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
-            w.waker = Some(waker.clone());
+            _stale = w.waker.replace(waker.clone());
         }
         w.notified
     }
@@ -467,12 +469,14 @@ impl Reactor {
     /// key is disarmed, arms it with the value it read. `false` if the key's count was taken back since
     /// that value was read: the caller must prepare again (it keeps its wake-up).
     pub(crate) fn arm(&self, p: &Prepared, waker: &Waker) -> bool {
+        // Declared before the lock, so dropped after it: dropping a waker may run the executor's code.
+        let mut _stale = None;
         let mut s = self.lock();
         let s = &mut *s;
         let Some(w) = s.waiters.get_mut(&p.id) else { return false };
         let key_id = w.key;
         if !w.waker.as_ref().is_some_and(|old| old.will_wake(waker)) {
-            w.waker = Some(waker.clone());
+            _stale = w.waker.replace(waker.clone());
         }
         let Some(key) = s.keys.get_mut(&key_id) else { return false };
         if key.count == Count::No || key.epoch != p.epoch {
@@ -510,9 +514,12 @@ impl Reactor {
     /// waiter holds a wake-up, the baton goes to the next one.
     pub(crate) fn leave(&self, id: u64) {
         let mut wake = Vec::new();
+        // Dropped after the lock: dropping its waker may run the executor's code.
+        let mut _removed = None;
         {
             let mut s = self.lock();
             let Some(w) = s.waiters.remove(&id) else { return };
+            let w = &*_removed.insert(w);
             if let Some(d) = w.deadline {
                 s.timers.remove(&(d, id));
             }
