@@ -709,3 +709,36 @@ fn an_async_pop_after_every_producer_died_says_so() {
         assert_no_sleepers(&q);
     }
 }
+
+/// A pending future that is leaked (never dropped) does not outlive its handle's mapping in the reactor:
+/// the handle can be dropped, the reactor goes on serving others, and the leaked count went back with the
+/// handle's registration.
+#[test]
+fn a_leaked_pending_future_leaves_the_reactor_sound() {
+    use std::task::{Context, Waker};
+    let _w = Watchdog::new("leaked", LIMIT);
+    let name = Name::new("async-leaked");
+    let q = Builder::new(&*name).capacity(2).slot_size(SLOT).open_raw().unwrap();
+    let doomed = Builder::new(&*name).create_mode(CreateMode::Open).open_raw().unwrap();
+    let mut pop = Box::pin(doomed.pop_front_async());
+    assert!(pop.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending());
+    assert_eq!(q.stats().unwrap().asleep_for_message, 1);
+    std::mem::forget(pop);
+    drop(doomed); // unmaps its segment while the reactor still has the leaked waiter's key
+    assert_no_sleepers(&q);
+    let other = Arc::new(Builder::new(&*name).create_mode(CreateMode::Open).open_raw().unwrap());
+    let got = Exec::TokioMulti.run_all(2, |i| {
+        let other = other.clone();
+        async move {
+            if i == 0 {
+                value(&other.pop_front_async().await.unwrap())
+            } else {
+                await_sleepers(&other, 1);
+                other.push_back(&5u64.to_le_bytes()).unwrap();
+                0
+            }
+        }
+    });
+    assert_eq!(got, [5, 0]);
+    assert_no_sleepers(&q);
+}
