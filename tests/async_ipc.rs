@@ -182,9 +182,8 @@ fn async_child() {
         "async_waiters" => {
             let (q, full) = (Arc::new(open(&name)), Arc::new(open(&env(V_NAME2))));
             let n = env_u64(V_COUNT) as usize;
-            let ready = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             Exec::TokioMulti.run_all(n + 1, |i| {
-                let (q, full, ready) = (q.clone(), full.clone(), ready.clone());
+                let (q, full) = (q.clone(), full.clone());
                 async move {
                     if i == n {
                         // Says so once both kinds of waiters count.
@@ -194,7 +193,6 @@ fn async_child() {
                         signal_ready("waiting");
                         std::future::pending::<()>().await;
                     } else if i % 2 == 0 {
-                        ready.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let _ = q.pop_front_async().await;
                         panic!("a message for a process that should have been killed");
                     } else {
