@@ -456,3 +456,199 @@ impl<'a, T: Serialize + DeserializeOwned> LockGuard<'a, T> {
         self.raw.close()
     }
 }
+
+#[cfg(feature = "async")]
+mod async_forms {
+    use std::task::Poll;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    use super::SharedDeque;
+    use crate::asynchronous::{Waiting, Why, async_forms, pop_error, push_error, push_many_op};
+    use crate::codec;
+    use crate::err::{TypedPopError, TypedPushError};
+    use crate::reactor::Cond;
+    use crate::ring::End;
+    use crate::wait::Wait;
+
+    /// The typed error of a push that gives up, handing `value` back.
+    fn typed_push_error<T>(why: Why, value: T) -> TypedPushError<T> {
+        push_error(why, value).into()
+    }
+
+    /// The `_async` forms (cargo feature `async`); see [`RawDeque`](crate::RawDeque)'s, and the README,
+    /// "Async".
+    impl<T: Serialize + DeserializeOwned> SharedDeque<T> {
+        /// The operation of a single typed push: encoded at each try (a retry after a full deque encodes again).
+        fn push_op(&self, end: End, value: T) -> impl FnMut(Option<Why>) -> Poll<Result<(), TypedPushError<T>>> {
+            let mut value = Some(value);
+            move |why| {
+                // Always there: the future calls this no more after a result.
+                let Some(v) = value.take() else { return Poll::Pending };
+                match why {
+                    None => match self.push(end, v, Wait::Now) {
+                        Err(TypedPushError::Full(v)) => {
+                            value = Some(v);
+                            Poll::Pending
+                        }
+                        r => Poll::Ready(r),
+                    },
+                    Some(why) => Poll::Ready(Err(typed_push_error(why, v))),
+                }
+            }
+        }
+
+        fn pop_op(&self, end: End) -> impl FnMut(Option<Why>) -> Poll<Result<T, TypedPopError>> {
+            move |why| match why {
+                None => match self.pop(end, Wait::Now) {
+                    Err(TypedPopError::Empty) => Poll::Pending,
+                    r => Poll::Ready(r),
+                },
+                Some(why) => Poll::Ready(Err(pop_error(why).into())),
+            }
+        }
+
+        fn pop_many_op(
+            &self,
+            end: End,
+            max: usize,
+            out: &mut Vec<T>,
+        ) -> impl FnMut(Option<Why>) -> Poll<Result<usize, TypedPopError>> {
+            move |why| match why {
+                None => match self.pop_many(end, max, out, Wait::Now) {
+                    Err(TypedPopError::Empty) => Poll::Pending,
+                    r => Poll::Ready(r),
+                },
+                Some(why) => Poll::Ready(Err(pop_error(why).into())),
+            }
+        }
+
+        /// Encodes every value once, before the first try; `None` with the error if one does not encode.
+        fn encode_all(values: &[T]) -> Result<(Vec<u8>, Vec<usize>), TypedPushError<usize>> {
+            let mut buf = Vec::new();
+            let mut ends = Vec::with_capacity(values.len());
+            for v in values {
+                codec::encode_into(v, &mut buf).map_err(|reason| TypedPushError::Encode { value: 0, reason })?;
+                ends.push(buf.len());
+            }
+            Ok((buf, ends))
+        }
+
+        async fn push_many_async_inner(
+            &self,
+            end: End,
+            values: &[T],
+            deadline: Option<std::time::Instant>,
+        ) -> Result<usize, TypedPushError<usize>> {
+            let (buf, ends) = Self::encode_all(values)?;
+            let msg = |i: usize| &buf[if i == 0 { 0 } else { ends[i - 1] }..ends[i]];
+            let op = push_many_op(self.as_raw(), end, values.len(), msg);
+            Ok(Waiting::new(self.as_raw(), Cond::Room, deadline, op).await?)
+        }
+
+        async_forms! {
+            /// Pushes `value` at the back, waiting asynchronously for room: the async form of
+            /// [`push_back`](Self::push_back).
+            ///
+            /// # Examples
+            ///
+            /// ```
+            /// # let name = format!("doc-tpush-async-{}", std::process::id());
+            /// let q = shmdeque::Builder::new(&name).capacity(4).slot_size(64).open::<(u32, String)>()?;
+            /// futures_executor::block_on(async {
+            ///     q.push_back_async((7, "seven".into())).await?;
+            ///     assert_eq!(q.pop_front_async().await?, (7, "seven".to_owned()));
+            ///     Ok::<(), Box<dyn std::error::Error>>(())
+            /// })?;
+            /// # shmdeque::remove(&name)?;
+            /// # Ok::<(), Box<dyn std::error::Error>>(())
+            /// ```
+            ///
+            /// # Errors
+            /// As [`push_back`](Self::push_back); each hands `value` back.
+            pub fn [push_back_async, push_back_deadline_async] []
+                (&self, value: T) [] -> Result<(), TypedPushError<T>>
+                where deadline => Waiting::new(self.as_raw(), Cond::Room, deadline, self.push_op(End::Back, value));
+                cancel: "Cancel-safe: the value is pushed in the poll that returns `Ready`; a future dropped \
+                    before that pushed nothing (the value is dropped with it) and left no registration or \
+                    sleeper count behind.";
+
+            /// Pushes `value` at the front, waiting asynchronously for room: the async form of
+            /// [`push_front`](Self::push_front).
+            ///
+            /// # Errors
+            /// As [`push_back`](Self::push_back).
+            pub fn [push_front_async, push_front_deadline_async] []
+                (&self, value: T) [] -> Result<(), TypedPushError<T>>
+                where deadline => Waiting::new(self.as_raw(), Cond::Room, deadline, self.push_op(End::Front, value));
+                cancel: "As [`push_back_async`](Self::push_back_async).";
+
+            /// Pushes all of `values` at the back in order, waiting asynchronously for room in between: the
+            /// async form of [`push_back_many`](Self::push_back_many). Every value is encoded once, first.
+            ///
+            /// # Errors
+            /// As [`push_back_many`](Self::push_back_many).
+            pub fn [push_back_many_async, push_back_many_deadline_async] []
+                (&self, values: &[T]) [] -> Result<usize, TypedPushError<usize>>
+                where deadline => self.push_many_async_inner(End::Back, values, deadline);
+                cancel: "Not cancel-safe as a whole, like tokio's `write_all`: a future dropped part-way leaves \
+                    the values pushed so far in the deque without saying how many. No registration or sleeper \
+                    count is left behind.";
+
+            /// As [`push_back_many_async`](Self::push_back_many_async), at the front.
+            ///
+            /// # Errors
+            /// As [`push_back_many`](Self::push_back_many).
+            pub fn [push_front_many_async, push_front_many_deadline_async] []
+                (&self, values: &[T]) [] -> Result<usize, TypedPushError<usize>>
+                where deadline => self.push_many_async_inner(End::Front, values, deadline);
+                cancel: "As [`push_back_many_async`](Self::push_back_many_async).";
+
+            /// Removes the front value, waiting asynchronously for one: the async form of
+            /// [`pop_front`](Self::pop_front).
+            ///
+            /// # Errors
+            /// As [`pop_front`](Self::pop_front).
+            pub fn [pop_front_async, pop_front_deadline_async] []
+                (&self) [] -> Result<T, TypedPopError>
+                where deadline => Waiting::new(self.as_raw(), Cond::Message, deadline, self.pop_op(End::Front));
+                cancel: "Cancel-safe: a future that completed removed its message in the poll that returned \
+                    it (a message that does not decode too, handed back as bytes in `Decode`); one dropped \
+                    before completing removed none and left no registration or sleeper count behind.";
+
+            /// Removes the back value, waiting asynchronously for one: the async form of
+            /// [`pop_back`](Self::pop_back).
+            ///
+            /// # Errors
+            /// As [`pop_front`](Self::pop_front).
+            pub fn [pop_back_async, pop_back_deadline_async] []
+                (&self) [] -> Result<T, TypedPopError>
+                where deadline => Waiting::new(self.as_raw(), Cond::Message, deadline, self.pop_op(End::Back));
+                cancel: "As [`pop_front_async`](Self::pop_front_async).";
+
+            /// Removes up to `max` values from the front under one lock acquisition, appending them to `out`,
+            /// waiting asynchronously for the first: the async form of
+            /// [`pop_front_many`](Self::pop_front_many).
+            ///
+            /// # Errors
+            /// As [`pop_front_many`](Self::pop_front_many).
+            pub fn [pop_front_many_async, pop_front_many_deadline_async] []
+                (&self, max: usize, out: &mut Vec<T>) [] -> Result<usize, TypedPopError>
+                where deadline => Waiting::new(self.as_raw(), Cond::Message, deadline,
+                    self.pop_many_op(End::Front, max, out));
+                cancel: "Cancel-safe: values are removed and appended to `out` in the poll that returns \
+                    `Ready`; a future dropped before that removed none.";
+
+            /// As [`pop_front_many_async`](Self::pop_front_many_async), from the back (back-most first).
+            ///
+            /// # Errors
+            /// As [`pop_front_many`](Self::pop_front_many).
+            pub fn [pop_back_many_async, pop_back_many_deadline_async] []
+                (&self, max: usize, out: &mut Vec<T>) [] -> Result<usize, TypedPopError>
+                where deadline => Waiting::new(self.as_raw(), Cond::Message, deadline,
+                    self.pop_many_op(End::Back, max, out));
+                cancel: "As [`pop_front_many_async`](Self::pop_front_many_async).";
+        }
+    }
+}

@@ -17,6 +17,11 @@
 //! [`TypedPushError`] and [`TypedPopError`], which add what only typed values can meet (encoding and
 //! decoding). Every failed push hands the message back.
 //!
+//! With the cargo feature `async`, every blocking operation also comes as `x_async` and
+//! `x_deadline_async` (`pop_front_async`, `push_back_many_async`, ...): futures for any executor, woken by
+//! one reactor thread per process instead of blocking a thread, with the same results and errors, and
+//! "Cancel safety" documented per method.
+//!
 //! ```
 //! # let name = format!("doc-crate-{}", std::process::id());
 //! use std::time::Duration;
@@ -40,6 +45,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "async")]
+mod asynchronous;
 mod codec;
 mod deque;
 mod err;
@@ -50,6 +57,8 @@ mod lock;
 mod ops;
 mod os;
 mod raw;
+#[cfg(feature = "async")]
+mod reactor;
 mod registry;
 #[cfg(feature = "redis")]
 mod remote;

@@ -277,3 +277,133 @@ pub(crate) fn ofd_held_elsewhere(fd: &OwnedFd, byte: u64) -> bool {
     }
     fl.l_type != libc::F_UNLCK as libc::c_short
 }
+
+/// One word that [`futex_waitv_addrs`] sleeps on: its address in this process, the value to sleep while it
+/// holds, and whether it is process-private (otherwise shared, a word of a segment).
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Watched {
+    pub addr: usize,
+    pub expected: u32,
+    pub private: bool,
+}
+
+/// How a [`futex_waitv_addrs`] call ended.
+#[cfg(feature = "async")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Word `i` was woken.
+    Woken(usize),
+    /// Some word no longer held its value when the kernel looked (it does not say which), or a signal
+    /// interrupted the sleep: look at every word.
+    LookAgain,
+    TimedOut,
+    /// Some address is not mapped any more.
+    Fault,
+    /// The kernel has no `futex_waitv` (before Linux 5.16), or refuses this set.
+    Unsupported,
+}
+
+/// Sleeps until one of `words` (at most 128) is woken or stops holding its value, or until `timeout`.
+/// The words are given by address, so that one call can watch words of many segments; the caller keeps
+/// every address mapped for the call.
+#[cfg(feature = "async")]
+pub(crate) fn futex_waitv_addrs(words: &[Watched], timeout: Option<Duration>) -> Waited {
+    #[repr(C)]
+    struct FutexWaitv {
+        val: u64,
+        uaddr: u64,
+        flags: u32,
+        reserved: u32,
+    }
+    const FUTEX2_SIZE_U32: u32 = 2;
+    const FUTEX2_PRIVATE: u32 = 128;
+    const FUTEX_WAITV_MAX: usize = 128;
+    if words.is_empty() || words.len() > FUTEX_WAITV_MAX {
+        return Waited::Unsupported;
+    }
+    let waiters: Vec<FutexWaitv> = words
+        .iter()
+        .map(|w| FutexWaitv {
+            val: u64::from(w.expected),
+            uaddr: w.addr as u64,
+            flags: FUTEX2_SIZE_U32 | if w.private { FUTEX2_PRIVATE } else { 0 },
+            reserved: 0,
+        })
+        .collect();
+    let abs = timeout.map(monotonic_after);
+    let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` holds `words.len()` (1..=128) futex_waitv entries and lives across the call;
+    // `abs_ptr` is null or points at a timespec that outlives it. The kernel reads the watched words itself,
+    // with fault handling (an address that is not mapped gives EFAULT).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as u32,
+            0u32,
+            abs_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc >= 0 {
+        return Waited::Woken(rc as usize);
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ETIMEDOUT) => Waited::TimedOut,
+        Some(libc::EFAULT) => Waited::Fault,
+        Some(libc::ENOSYS) | Some(libc::EINVAL) => Waited::Unsupported,
+        _ => Waited::LookAgain,
+    }
+}
+
+/// Sleeps while the process-private `word` holds `expected`, for at most `timeout`: the async reactor's
+/// sleep where the kernel has no `futex_waitv`.
+#[cfg(feature = "async")]
+pub(crate) fn futex_wait_private(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: as in `futex_wait`: the aligned u32 behind `word` is valid for the call, `ts_ptr` is null or
+    // points at a timespec that outlives it. Every error means "look again".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        );
+    }
+}
+
+/// Maps the first `len` bytes of the segment file behind `fd` read-write and shared, at an address of the
+/// kernel's choosing: a view of the header of its own for the async reactor, independent of any handle's
+/// mapping (and of when that handle is dropped). Unmap it with [`unmap`].
+#[cfg(feature = "async")]
+pub(crate) fn map_prefix(fd: &OwnedFd, len: usize) -> io::Result<std::ptr::NonNull<u8>> {
+    // SAFETY: a new shared mapping of a valid descriptor at an address the kernel picks: it overlaps nothing
+    // this process uses. The result is checked before use.
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd.as_raw_fd(), 0)
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    std::ptr::NonNull::new(p.cast()).ok_or_else(|| io::Error::other("mmap returned a null mapping"))
+}
+
+/// Unmaps what [`map_prefix`] mapped.
+///
+/// # Safety
+/// `ptr` and `len` are those of one [`map_prefix`] mapping, not unmapped before, and nothing refers into it
+/// any more.
+#[cfg(feature = "async")]
+pub(crate) unsafe fn unmap(ptr: std::ptr::NonNull<u8>, len: usize) {
+    // SAFETY: per this function's contract, the range is one live mapping that nothing uses any more.
+    unsafe { libc::munmap(ptr.as_ptr().cast(), len) };
+}

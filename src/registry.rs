@@ -226,6 +226,23 @@ impl Segment {
     }
 }
 
+/// Takes back a sleeper that registration `index`, in `generation`, counted on wait word `k` (0: a message,
+/// 1: room) of header `h`, without the lock: as [`Segment::remove_sleeper`], for a header mapped by the async
+/// reactor. Nothing happens if the registration has been given back since (its generation moved on): its
+/// counts went back with it.
+#[cfg(feature = "async")]
+pub(crate) fn remove_sleeper_in(h: &layout::Header, index: u32, generation: u32, k: usize) {
+    let Some(entry) = h.registrations.get(index as usize) else { return };
+    if entry.generation.load(Relaxed) != generation {
+        return;
+    }
+    let word = if k == 0 { &*h.not_empty } else { &*h.not_full };
+    sub(&word.sleepers, 1);
+    if let Some(a) = entry.asleep.get(k) {
+        sub(a, 1);
+    }
+}
+
 /// Subtracts `n`, stopping at zero (the header is untrusted).
 fn sub(counter: &std::sync::atomic::AtomicU32, n: u32) {
     let _ = counter.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(n)));

@@ -570,3 +570,11 @@ impl RawDeque {
 pub(crate) fn sleepers(word: &WaitWord) -> u32 {
     word.sleepers.load(Relaxed)
 }
+
+#[cfg(feature = "async")]
+impl Interrupter {
+    /// The word that [`interrupt`](Self::interrupt) sets and wakes, for the async reactor to sleep on.
+    pub(crate) fn word(&self) -> &AtomicU32 {
+        &self.0
+    }
+}
