@@ -55,16 +55,9 @@ use crate::layout::{HEADER_SIZE, Header, WaitWord};
 use crate::os::{self, Waited, Watched};
 use crate::raw::RawDeque;
 use crate::registry;
-use crate::tuning::{LOCK_BACKOFF_MAX, SLEEP_RECHECK, UNCOUNTED_SLEEP};
+use crate::tuning::{FALLBACK_SLICE, KEY_IDLE, LOCK_BACKOFF_MAX, SLEEP_RECHECK, UNCOUNTED_SLEEP};
 use crate::wait::{Blocked, Interrupter};
 
-/// Where the kernel has no `futex_waitv`, or for words beyond the 128 it takes: how often the reactor looks
-/// at the watched words itself. Not measured: it bounds the extra latency of a fallback that should be rare.
-pub(crate) const FALLBACK_SLICE: Duration = Duration::from_millis(1);
-/// How long a key without waiters keeps its view of the header before the reactor unmaps it. Not measured:
-/// long enough that a task waiting again and again maps nothing, short enough that dropped handles' views
-/// go soon.
-pub(crate) const KEY_IDLE: Duration = Duration::from_secs(1);
 /// The most words one `futex_waitv` call takes (the kernel's `FUTEX_WAITV_MAX`).
 const MAX_WAITV: usize = 128;
 

@@ -51,3 +51,13 @@ pub(crate) const LOCK_RECHECK: Duration = Duration::from_millis(10);
 /// Where the kernel lacks futex_waitv (before Linux 5.16), how often a sleeper looks whether its handle was
 /// interrupted.
 pub(crate) const INTERRUPT_FALLBACK_SLICE: Duration = Duration::from_millis(10);
+/// Async waits (feature `async`): where the kernel has no `futex_waitv`, or for words beyond the 128 it
+/// takes, how often the reactor looks at the watched words itself. Not measured: it bounds the extra latency
+/// of a fallback that should be rare.
+#[cfg(feature = "async")]
+pub(crate) const FALLBACK_SLICE: Duration = Duration::from_millis(1);
+/// Async waits: how long a key without waiters keeps its view of the header before the reactor unmaps it.
+/// Not measured: long enough that a task waiting again and again maps nothing, short enough that dropped
+/// handles' views go soon.
+#[cfg(feature = "async")]
+pub(crate) const KEY_IDLE: Duration = Duration::from_secs(1);

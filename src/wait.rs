@@ -139,7 +139,9 @@ impl Interrupter {
 /// wait strategies and Aeron's idle strategies.
 ///
 /// Only waits for room or for a message follow it: the deque's lock is held for a copy at most, and a wait
-/// for it spins briefly and then sleeps whatever the strategy. Every strategy honours timeouts, deadlines,
+/// for it spins briefly and then sleeps whatever the strategy. The `_async` forms (feature `async`) never
+/// spin, whatever the strategy: a task waits through the process's reactor thread, and its executor
+/// thread runs other tasks meanwhile. Every strategy honours timeouts, deadlines,
 /// [`Interrupter`]s and close, and a pop that waits reports
 /// [`ProducersGone`](crate::PopError::ProducersGone) within about a second.
 ///
