@@ -3,6 +3,7 @@
 //!
 //! * [`Name`]: a unique segment name, removed when dropped, however the test or run ends.
 //! * [`Scratch`]: a unique temporary directory, removed when dropped.
+//! * [`ShmPrefix`]: a unique prefix for another library's files in /dev/shm, all removed when dropped.
 //! * [`Kid`]: a child process, killed and reaped when dropped. It may be this test binary re-executed to play a
 //!   role ([`Kid::spawn`], [`ROLE`]), this executable started again with whatever arguments and environment the
 //!   caller sets ([`Kid::this_exe`], for children that are not test-harness children), or any command
@@ -73,6 +74,7 @@ impl<T: PartialEq> Registry<T> {
 static CHILDREN: Registry<u32> = Registry::new();
 static SEGMENTS: Registry<String> = Registry::new();
 static SCRATCH: Registry<PathBuf> = Registry::new();
+static PREFIXES: Registry<String> = Registry::new();
 
 /// Kills every registered child and removes every registered segment and scratch directory: what a
 /// [`Watchdog`] does before it ends the process, and what a panic hook can do in a process that aborts without
@@ -88,6 +90,9 @@ pub fn clean_up_all() {
     }
     for dir in SCRATCH.list().iter() {
         let _ = std::fs::remove_dir_all(dir);
+    }
+    for prefix in PREFIXES.list().iter() {
+        remove_prefixed(prefix);
     }
 }
 
@@ -201,6 +206,50 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
         SCRATCH.forget(&self.0);
+    }
+}
+
+/// Every file in /dev/shm whose name starts with a prefix, removed when dropped and by a [`Watchdog`] that
+/// fires: for another library's shared-memory files, whose names it makes up itself (the criterion suite gives
+/// iceoryx2 a prefix of its own this way).
+#[derive(Debug)]
+pub struct ShmPrefix(String);
+
+impl ShmPrefix {
+    /// `PREFIX-PID-WHAT-N-`: unique to this process and call. Files with it are removed now, then registered.
+    pub fn unique(prefix: &str, what: &str) -> ShmPrefix {
+        let prefix = format!("{}-", unique(prefix, what));
+        remove_prefixed(&prefix);
+        PREFIXES.add(prefix.clone());
+        ShmPrefix(prefix)
+    }
+
+    /// The prefix.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The names in /dev/shm that start with the prefix now.
+    pub fn files(&self) -> Vec<String> {
+        prefixed(&self.0)
+    }
+}
+
+impl Drop for ShmPrefix {
+    fn drop(&mut self) {
+        remove_prefixed(&self.0);
+        PREFIXES.forget(&self.0);
+    }
+}
+
+fn prefixed(prefix: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(SHM_DIR) else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect()
+}
+
+fn remove_prefixed(prefix: &str) {
+    for name in prefixed(prefix) {
+        let _ = std::fs::remove_file(segment_path(&name));
     }
 }
 

@@ -362,10 +362,12 @@ fn markdown(
     let _ = writeln!(
         out,
         "\nVariants: `pipe`/`unix socket`: one `write` and one `read` per message (the size is known to both \
-         sides, so no framing); `x64`: 64 messages, each with a 4-byte length, per `writev`, read into a \
-         64-frame buffer. `shmdeque`: `push_back` / `pop_front` (copies the message into a new `Vec`); \
+         sides, so no framing); `x64`: 64 messages, each with a 4-byte length, copied into one buffer and \
+         sent with one `write` (as `BufWriter` does), read with reads of {} or one batch if larger, frames \
+         parsed out of the buffer (as `BufReader` does). `shmdeque`: `push_back` / `pop_front` (copies the message into a new `Vec`); \
          `in-place`: `push_back_with` / `pop_front_with`; `x64`: `push_back_many` / `pop_front_many_with` of 64 \
-         messages per lock acquisition.\n"
+         messages per lock acquisition.\n",
+        harness::bytes(harness::READ_BUFFER_BYTES)
     );
     let _ = writeln!(out, "### Consumer blocked on an empty channel for {:.1} s\n", plan.block.as_secs_f64());
     let _ = writeln!(out, "| transport | CPU time | share of the wait |");
