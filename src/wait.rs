@@ -203,7 +203,7 @@ pub(crate) struct Pacer {
     strategy: AtomicU8,
     /// How long the next wait spins before it sleeps, in nanoseconds.
     budget: AtomicU32,
-    /// Probes that failed in a row (the partner took longer than [`WAIT_PROBE`] even so), and how many
+    /// Probes that failed in a row (the partner took longer than [`WAIT_PROBE_NS`] even so), and how many
     /// probes to skip before the next: `misses << 16 | skip`.
     probes: AtomicU32,
 }
@@ -274,10 +274,10 @@ impl Pacer {
 
     /// Sets the next wait's budget from how long this one lasted (`asleep`: it outlasted its spin).
     ///
-    /// - A wait that outlasted its spin but that a spin of at most [`WAIT_SPIN_MAX_NS`] would have covered
-    ///   (the other side is running, and was late this once: preempted, an interrupt) doubles the budget, at
-    ///   least to twice this wait: a sleep then costs a wake-up, tens of microseconds on a virtual machine.
-    /// - A wait within the budget shrinks it by 1/32 (down to [`WAIT_SPIN_MIN_NS`]): slowly, so that a late
+    /// - A wait that outlasted its spin but that a spin of [`WAIT_SPIN_MAX_NS`] would have covered (the
+    ///   other side is running, and was late this once: preempted, an interrupt) sets the budget to that
+    ///   maximum: a sleep costs a wake-up, tens of microseconds on a virtual machine.
+    /// - A wait within the budget shrinks it by 1/256 (down to [`WAIT_SPIN_MIN_NS`]): slowly, so that a late
     ///   answer once in a hundred keeps being covered. A spin ends when the answer comes, so a budget larger
     ///   than the usual answer costs nothing while the other side keeps answering.
     /// - A longer wait halves the budget, down to [`WAIT_SPIN_MIN_NS`]: the other side is not running, and
