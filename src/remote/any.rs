@@ -15,7 +15,7 @@ use crate::err::{Error, PopError, PushError, TypedPopError, TypedPushError};
 use crate::grid::wait_forms;
 use crate::raw::{Producer, RawDeque};
 use crate::ring::End;
-use crate::wait::Wait;
+use crate::wait::{Interrupter, Wait};
 use crate::{Builder, SharedDeque, codec};
 
 /// A deque of byte messages on either backend: shared memory on this host, or Redis.
@@ -313,6 +313,15 @@ impl AnyDeque {
             (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
             where wait => self.pop_each(End::Back, max, read, wait);
             now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
+    }
+
+    /// A handle on this handle's waits: see [`RawDeque::interrupter`] and [`RedisDeque::interrupter`]
+    /// (which also stops a reconnection).
+    pub fn interrupter(&self) -> Interrupter {
+        match self {
+            AnyDeque::Local(q) => q.interrupter(),
+            AnyDeque::Redis(q) => q.interrupter(),
+        }
     }
 
     /// The deque's name.

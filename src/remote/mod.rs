@@ -21,11 +21,11 @@ use redis::{Cmd, ConnectionLike, RedisResult, Value};
 use crate::err::{Error, PopError, PushError};
 use crate::grid::wait_forms;
 use crate::ring::End;
-use crate::wait::Wait;
+use crate::wait::{Interrupter, Wait};
 use crate::{Builder, Config, CreateMode};
 
 pub use any::{AnyDeque, AnyProducer, AnySharedDeque, remove_at};
-use link::{Endpoint, Link};
+use link::{Budget, Endpoint, Halt, Link};
 pub use script::REDIS_LAYOUT_VERSION;
 
 /// The longest a blocked pop or push waits in one server command before it checks again whether the deque
@@ -177,6 +177,8 @@ pub struct RedisDeque {
     /// This handle's consumer id: names its pending list.
     id: String,
     ep: Arc<Endpoint>,
+    /// Cuts this handle's waits and reconnections short (see [`RedisDeque::interrupter`]).
+    interrupt: Interrupter,
     session: Mutex<Session>,
 }
 
@@ -239,8 +241,9 @@ impl Builder {
     /// The query string may set `heartbeat=SECS` (default 10: how long a consumer or producer stays
     /// registered without a sign of life), `reconnect=SECS` (default 10: how long an operation keeps
     /// reconnecting after its connection drops before it fails) and `timeout=SECS` (default 5: how long a
-    /// command may take to answer). The capacity and slot size work as for shared memory; the open timeout
-    /// bounds the first connection.
+    /// command may take to answer). The capacity and slot size work as for shared memory. Opening keeps
+    /// reconnecting for the `reconnect` time too; the builder's [`open_timeout`](Self::open_timeout) (a
+    /// segment still being created) does not apply.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`], [`Error::InvalidName`] (also for a name with `{` or `}`),
@@ -265,7 +268,8 @@ impl RedisDeque {
         }
         let ep = Arc::new(Endpoint::parse(url)?);
         let base = script::base(&cfg.name);
-        let mut link = Link::new(ep.clone());
+        let interrupt = Interrupter::new();
+        let mut link = Link::new(ep.clone(), interrupt.clone());
         let name = cfg.name.clone();
         let mode = match cfg.create_mode {
             CreateMode::CreateExclusive => "create",
@@ -273,7 +277,9 @@ impl RedisDeque {
             _ => "either",
         };
         let meta = format!("{base}meta");
-        let reply = link.call(&name, "open", Some(cfg.open_timeout), |c| {
+        // Bounded by the URL's `reconnect` time: the builder's open timeout is about a segment that another
+        // process is still creating, which a server does not have.
+        let reply = link.call(&name, "open", Budget::Reconnect, |c| {
             eval(c, &script::CREATE, &meta, |cmd| {
                 cmd.arg(mode).arg(cfg.capacity).arg(cfg.slot_size).arg(REDIS_LAYOUT_VERSION);
             })
@@ -311,7 +317,7 @@ impl RedisDeque {
         }
         if field(0) == Some(1) {
             // Outside the deque's slot, so not in the script; a crash in between only hides it from `list`.
-            link.call(&name, "register the name", Some(cfg.open_timeout), |c| {
+            link.call(&name, "register the name", Budget::Reconnect, |c| {
                 redis::cmd("SADD").arg(DEQUES_KEY).arg(&name).query::<i64>(c)
             })?;
         }
@@ -325,6 +331,7 @@ impl RedisDeque {
             slot_size,
             id,
             ep,
+            interrupt,
             session: Mutex::new(Session { link, end_recorded: None }),
         })
     }
@@ -350,6 +357,18 @@ impl RedisDeque {
     /// The URL of the server, its password hidden.
     pub fn url(&self) -> &str {
         &self.ep.shown
+    }
+
+    /// A handle on this handle's waits, as [`RawDeque::interrupter`](crate::RawDeque::interrupter):
+    /// [`Interrupter::interrupt`] makes its blocked pops and pushes (and later ones, until
+    /// [`Interrupter::reset`]) return `Interrupted` within one [`REDIS_WAIT_SLICE`], and stops a
+    /// reconnection at its next pause (within about 10 ms) instead of letting it run for the URL's
+    /// `reconnect` time; an operation interrupted there that has no `Interrupted` outcome fails with
+    /// [`Error::Remote`] saying so. A connection attempt already under way (bounded by `timeout=`) is
+    /// waited for. Operations that need not wait and find the server answering go on as usual; what a
+    /// handle does as it is dropped (giving back its pending messages) is not interrupted.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupt.clone()
     }
 
     /// How many messages the deque holds at most.
@@ -381,7 +400,7 @@ impl RedisDeque {
         let mut done = 0;
         while done < msgs.len() {
             let rest = &msgs[done..];
-            let r = s.link.call(&self.name, "push", None, |c| {
+            let r = s.link.call(&self.name, "push", Budget::Reconnect, |c| {
                 eval(c, &script::PUSH, &self.meta, |cmd| {
                     cmd.arg(side);
                     for m in rest {
@@ -389,7 +408,10 @@ impl RedisDeque {
                     }
                 })
             });
-            let r = r.map_err(|error| PushError::Failed { value: done, error })?;
+            let r = r.map_err(|h| match h {
+                Halt::Interrupted(_) => PushError::Interrupted(done),
+                Halt::Failed(error) => PushError::Failed { value: done, error },
+            })?;
             match int(&r) {
                 Some(k) if k > 0 => {
                     done += k as usize;
@@ -412,6 +434,9 @@ impl RedisDeque {
 
     /// Waits for a token on the doorbell, at most one [`REDIS_WAIT_SLICE`] and never past the deadline.
     fn wait_for_room(&self, s: &mut Session, wait: Wait) -> Result<(), PushError<()>> {
+        if self.interrupt.is_interrupted() {
+            return Err(PushError::Interrupted(()));
+        }
         let Some(block) = slice_of(wait) else { return Err(PushError::Timeout(())) };
         let room = format!("{}room", script::base(&self.name));
         let read_timeout = block + self.ep.io_timeout;
@@ -445,7 +470,7 @@ impl RedisDeque {
         let max = max.min(100_000);
         loop {
             let record = if s.end_recorded == Some(end) { "0" } else { "1" };
-            let r = s.link.call(&self.name, "pop", None, |c| {
+            let r = s.link.call(&self.name, "pop", Budget::Reconnect, |c| {
                 eval(c, &script::TAKE, &self.meta, |cmd| {
                     cmd.arg(&self.id).arg(side).arg(max).arg(self.heartbeat_ms()).arg(record);
                 })
@@ -460,6 +485,9 @@ impl RedisDeque {
             }
             if matches!(wait, Wait::Now) {
                 return Err(PopError::Empty);
+            }
+            if self.interrupt.is_interrupted() {
+                return Err(PopError::Interrupted);
             }
             let Some(block) = slice_of(wait) else { return Err(PopError::Timeout) };
             // One message moved straight into the pending list by the server as soon as one comes; a
@@ -505,8 +533,8 @@ impl RedisDeque {
     /// Acknowledges the first `keep` messages of this handle's pending list (the caller has them) and gives
     /// the rest back. `Ok(false)`: this consumer's registration had expired, all of them went back to the
     /// deque, and the caller must not use them.
-    fn ack(&self, s: &mut Session, keep: usize) -> Result<bool, Error> {
-        let r = s.link.call(&self.name, "acknowledge", None, |c| {
+    fn ack(&self, s: &mut Session, keep: usize) -> Result<bool, Halt> {
+        let r = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| {
             eval(c, &script::ACK, &self.meta, |cmd| {
                 cmd.arg(&self.id).arg(self.heartbeat_ms()).arg(keep);
             })
@@ -514,7 +542,7 @@ impl RedisDeque {
         match int(&r) {
             Some(-1) => Ok(false),
             Some(_) => Ok(true),
-            None => Err(self.odd_reply("acknowledge", &r)),
+            None => Err(Halt::Failed(self.odd_reply("acknowledge", &r))),
         }
     }
 
@@ -535,7 +563,7 @@ impl RedisDeque {
         loop {
             let mut msgs = self.take(&mut s, end, max, wait)?;
             let k = keep(&msgs).min(msgs.len());
-            if !self.ack(&mut s, k).map_err(PopError::Failed)? {
+            if !self.ack(&mut s, k).map_err(PopError::from)? {
                 continue; // they went back: take again
             }
             drop(s);
@@ -806,7 +834,7 @@ impl RedisDeque {
     /// Runs one script that returns an integer, mapping `-3` to [`Error::NotFound`].
     fn run_int(&self, op: &'static str, script: &redis::Script, args: impl Fn(&mut Cmd)) -> Result<i64, Error> {
         let mut s = self.session();
-        let r = s.link.call(&self.name, op, None, |c| eval(c, script, &self.meta, &args))?;
+        let r = s.link.call(&self.name, op, Budget::Reconnect, |c| eval(c, script, &self.meta, &args))?;
         match int(&r) {
             Some(-3) => Err(self.missing()),
             Some(n) => Ok(n),
@@ -815,7 +843,7 @@ impl RedisDeque {
     }
 
     fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, Error> {
-        self.session().link.call(&self.name, op, None, |c| cmd.query(c))
+        Ok(self.session().link.call(&self.name, op, Budget::Reconnect, |c| cmd.query(c))?)
     }
 
     /// Number of messages in the list now (not counting those being acknowledged).
@@ -882,9 +910,10 @@ impl RedisDeque {
     /// [`Error::NotFound`] if the deque was removed; [`Error::Remote`].
     pub fn stats(&self) -> Result<RedisStats, Error> {
         let mut s = self.session();
-        let r = s.link.call(&self.name, "stats", None, |c| eval(c, &script::STATS, &self.meta, |_| {}))?;
-        let list_bytes: Option<u64> =
-            s.link.call(&self.name, "stats", None, |c| redis::cmd("MEMORY").arg("USAGE").arg(&self.list).query(c))?;
+        let r = s.link.call(&self.name, "stats", Budget::Reconnect, |c| eval(c, &script::STATS, &self.meta, |_| {}))?;
+        let list_bytes: Option<u64> = s.link.call(&self.name, "stats", Budget::Reconnect, |c| {
+            redis::cmd("MEMORY").arg("USAGE").arg(&self.list).query(c)
+        })?;
         drop(s);
         let odd = || self.odd_reply("stats", &r);
         let Value::Array(items) = &r else { return Err(odd()) };
@@ -936,10 +965,11 @@ impl RedisDeque {
         let thread = std::thread::Builder::new()
             .name("shmdeque-heartbeat".into())
             .spawn(move || {
-                let mut link = Link::new(ep);
+                // Its own connection, which no interrupter stops: the heartbeat goes on until `leave`.
+                let mut link = Link::new(ep, Interrupter::new());
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     // A failure is retried at the next beat; the registration outlives two missed ones.
-                    let _ = link.call(&name, "producer heartbeat", Some(every), |c| {
+                    let _ = link.call(&name, "producer heartbeat", Budget::Fixed(every), |c| {
                         eval(c, &script::PRODUCER, &meta, |cmd| {
                             cmd.arg("beat").arg(&beat_id).arg(ttl).arg(0);
                         })
@@ -963,11 +993,20 @@ impl Drop for RedisDeque {
             return;
         }
         let (name, meta, id) = (&self.name, &self.meta, &self.id);
-        let _ = s.link.call(name, "unregister", Some(DROP_BUDGET), |c| {
+        let _ = s.link.call(name, "unregister", self.interrupt.last_call(), |c| {
             eval(c, &script::BYE, meta, |cmd| {
                 cmd.arg(id);
             })
         });
+    }
+}
+
+impl Interrupter {
+    /// The budget of what a handle does as it goes away: [`DROP_BUDGET`], or a single attempt once the
+    /// handle was interrupted (its owner wants to stop now; what it leaves pending comes back when its
+    /// heartbeat expires).
+    fn last_call(&self) -> Budget {
+        Budget::Fixed(if self.is_interrupted() { Duration::ZERO } else { DROP_BUDGET })
     }
 }
 
@@ -1012,7 +1051,7 @@ impl Taken<'_> {
     pub fn keep_alive(&mut self) -> Result<bool, Error> {
         let d = self.deque;
         let Some(s) = self.session.as_mut() else { return Ok(false) };
-        let r = s.link.call(&d.name, "keep alive", None, |c| {
+        let r = s.link.call(&d.name, "keep alive", Budget::Reconnect, |c| {
             eval(c, &script::TOUCH, &d.meta, |cmd| {
                 cmd.arg(&d.id).arg(d.heartbeat_ms());
             })
@@ -1043,7 +1082,7 @@ impl Drop for Taken<'_> {
         if let Some(mut s) = self.session.take()
             && !self.msgs.is_empty()
         {
-            let _ = s.link.call(&d.name, "give back", Some(DROP_BUDGET), |c| {
+            let _ = s.link.call(&d.name, "give back", d.interrupt.last_call(), |c| {
                 eval(c, &script::GIVE_BACK, &d.meta, |cmd| {
                     cmd.arg(&d.id);
                 })
@@ -1074,10 +1113,10 @@ impl RedisProducer<'_> {
     /// # Errors
     /// [`Error::NotFound`] if the deque was removed; [`Error::Remote`].
     pub fn leave(mut self, close_if_last: bool) -> Result<bool, Error> {
-        self.leave_inner(close_if_last, None)
+        self.leave_inner(close_if_last, Budget::Reconnect)
     }
 
-    fn leave_inner(&mut self, close_if_last: bool, budget: Option<Duration>) -> Result<bool, Error> {
+    fn leave_inner(&mut self, close_if_last: bool, budget: Budget) -> Result<bool, Error> {
         let Some(stop) = self.stop.take() else { return Ok(false) };
         drop(stop);
         if let Some(t) = self.thread.take() {
@@ -1100,7 +1139,7 @@ impl RedisProducer<'_> {
 
 impl Drop for RedisProducer<'_> {
     fn drop(&mut self) {
-        let _ = self.leave_inner(false, Some(DROP_BUDGET));
+        let _ = self.leave_inner(false, self.deque.interrupt.last_call());
     }
 }
 
@@ -1113,11 +1152,10 @@ impl Drop for RedisProducer<'_> {
 pub fn remove_redis(url: &str, name: &str) -> Result<(), Error> {
     check_redis_name(name)?;
     let ep = Arc::new(Endpoint::parse(url)?);
-    let reconnect = ep.reconnect_for;
-    let mut link = Link::new(ep);
+    let mut link = Link::new(ep, Interrupter::new());
     let meta = format!("{}meta", script::base(name));
-    let r = link.call(name, "remove", Some(reconnect), |c| eval(c, &script::REMOVE, &meta, |_| {}))?;
-    link.call(name, "unregister the name", Some(reconnect), |c| {
+    let r = link.call(name, "remove", Budget::Reconnect, |c| eval(c, &script::REMOVE, &meta, |_| {}))?;
+    link.call(name, "unregister the name", Budget::Reconnect, |c| {
         redis::cmd("SREM").arg(DEQUES_KEY).arg(name).query::<i64>(c)
     })?;
     if int(&r) == Some(0) {
@@ -1132,15 +1170,14 @@ pub fn remove_redis(url: &str, name: &str) -> Result<(), Error> {
 /// [`Error::InvalidUrl`], [`Error::Remote`].
 pub fn list_redis(url: &str) -> Result<Vec<String>, Error> {
     let ep = Arc::new(Endpoint::parse(url)?);
-    let reconnect = ep.reconnect_for;
-    let mut link = Link::new(ep);
+    let mut link = Link::new(ep, Interrupter::new());
     let mut names: Vec<String> =
-        link.call(DEQUES_KEY, "list", Some(reconnect), |c| redis::cmd("SMEMBERS").arg(DEQUES_KEY).query(c))?;
+        link.call(DEQUES_KEY, "list", Budget::Reconnect, |c| redis::cmd("SMEMBERS").arg(DEQUES_KEY).query(c))?;
     names.sort();
     let mut live = Vec::with_capacity(names.len());
     for name in names {
         let meta = format!("{}meta", script::base(&name));
-        let exists: i64 = link.call(&name, "list", Some(reconnect), |c| redis::cmd("EXISTS").arg(&meta).query(c))?;
+        let exists: i64 = link.call(&name, "list", Budget::Reconnect, |c| redis::cmd("EXISTS").arg(&meta).query(c))?;
         if exists == 1 {
             live.push(name);
         }
