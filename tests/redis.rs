@@ -384,6 +384,128 @@ fn stream_through(url: &str, count: u64, disrupt: impl FnOnce(&AtomicBool)) -> u
     seen.values().map(|&n| u64::from(n - 1)).sum()
 }
 
+/// A loopback proxy in front of a server that loses replies on purpose: when armed, it lets the next
+/// request carrying two scripts in one write (a pop's pipelined acknowledgement and take) through to the
+/// server, then drops the connection as the server's reply comes back, so the server has run both and the
+/// client knows neither outcome.
+struct LossyProxy {
+    port: u16,
+    armed: std::sync::Arc<AtomicBool>,
+    dropped: std::sync::Arc<AtomicU64>,
+}
+
+impl LossyProxy {
+    fn start(server_port: u16) -> LossyProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (armed, dropped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let (armed2, dropped2) = (armed.clone(), dropped.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let Ok(mut server) = TcpStream::connect(("127.0.0.1", server_port)) else { continue };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let doomed = Arc::new(AtomicBool::new(false));
+                let (doomed2, armed) = (doomed.clone(), armed2.clone());
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = client.read(&mut buf) {
+                        let scripts = buf[..n].windows(7).filter(|w| w == b"EVALSHA").count();
+                        if scripts >= 2 && armed.swap(false, Ordering::SeqCst) {
+                            doomed2.store(true, Ordering::SeqCst);
+                        }
+                        if server.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server.shutdown(Shutdown::Both);
+                });
+                let dropped = dropped2.clone();
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = s2.read(&mut buf) {
+                        if doomed.load(Ordering::SeqCst) {
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        if c2.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c2.shutdown(Shutdown::Both);
+                    let _ = s2.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        LossyProxy { port, armed, dropped }
+    }
+}
+
+/// A pop whose pipelined acknowledgement and take ran on the server but whose reply was lost is sent again
+/// whole: the acknowledgement's second run must not acknowledge the batch the first run's take put in the
+/// pending list (those would be lost), and the take must hand that batch over. Pushes go straight to the
+/// server, so every message must arrive exactly once.
+#[test]
+fn a_lost_reply_to_a_pipelined_acknowledgement_loses_nothing() {
+    let _dog = Watchdog::new("a_lost_reply_to_a_pipelined_acknowledgement", WATCHDOG);
+    let server = RedisServer::start("lossy");
+    let proxy = LossyProxy::start(server.port);
+    let name = unique("lossy");
+    let direct = open(&server.url(""), &name, 4096);
+    let through = open(&format!("redis://127.0.0.1:{}/0", proxy.port), &name, 4096);
+    const N: u64 = 30_000;
+    let done = AtomicBool::new(false);
+    let got = thread::scope(|s| {
+        s.spawn(|| {
+            for first in (0..N).step_by(100) {
+                let batch: Vec<Vec<u8>> = (first..first + 100).map(|i| synth::make(1, i, SIZE)).collect();
+                direct.push_back_many(&batch).unwrap();
+            }
+            direct.close().unwrap();
+        });
+        s.spawn(|| {
+            // Armed again a while after each loss, so that the retry itself gets through.
+            while !done.load(Ordering::Relaxed) {
+                if !proxy.armed.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(30));
+                    proxy.armed.store(true, Ordering::SeqCst);
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut got = Vec::new();
+        let end = loop {
+            match through.pop_front_many(16, &mut got) {
+                Ok(_) => {}
+                Err(PopError::Closed) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        done.store(true, Ordering::Relaxed);
+        end.unwrap();
+        got
+    });
+    let dropped = proxy.dropped.load(Ordering::SeqCst);
+    assert!(dropped > 0, "no reply was lost: the test proved nothing");
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for m in &got {
+        *seen.entry(synth::check(m).unwrap().seq).or_insert(0) += 1;
+    }
+    let missing: Vec<u64> = (0..N).filter(|s| !seen.contains_key(s)).collect();
+    let twice: Vec<u64> = seen.iter().filter(|(_, n)| **n > 1).map(|(s, _)| *s).collect();
+    assert!(
+        missing.is_empty(),
+        "{} messages lost after {dropped} lost replies, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(twice.is_empty(), "{} messages delivered twice, e.g. {:?}", twice.len(), &twice[..twice.len().min(5)]);
+    eprintln!("{dropped} replies lost, every message delivered once");
+}
+
 #[test]
 fn killed_connections_lose_nothing() {
     let _dog = Watchdog::new("killed_connections_lose_nothing", WATCHDOG);

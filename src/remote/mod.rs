@@ -78,9 +78,7 @@ fn check_redis_name(name: &str) -> Result<(), Error> {
 /// Runs `script` with the deque's meta key and the arguments `args` adds, by its hash, loading it first if
 /// the server does not have it (first use, a restarted server, a new cluster node).
 fn eval(c: &mut dyn ConnectionLike, script: &redis::Script, meta: &str, args: impl Fn(&mut Cmd)) -> RedisResult<Value> {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(1).arg(meta);
-    args(&mut cmd);
+    let cmd = evalsha(script, meta, args);
     match cmd.query(c) {
         Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             script.load(c)?;
@@ -88,6 +86,14 @@ fn eval(c: &mut dyn ConnectionLike, script: &redis::Script, meta: &str, args: im
         }
         r => r,
     }
+}
+
+/// `EVALSHA` of `script` with the deque's meta key and the arguments `args` adds.
+fn evalsha(script: &redis::Script, meta: &str, args: impl Fn(&mut Cmd)) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(meta);
+    args(&mut cmd);
+    cmd
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -116,11 +122,16 @@ enum Took {
     Missing,
 }
 
-/// The per-handle state behind its lock: the connection, and whether the server knows this handle's end.
+/// The per-handle state behind its lock: the connection, and what the server knows of this consumer.
 struct Session {
     link: Link,
     /// The end last recorded for this consumer on the server (`None`: never took anything).
     end_recorded: Option<End>,
+    /// The number of this consumer's last acknowledgement (see [`script::ACK`]).
+    acks: u64,
+    /// Messages taken ahead, in the round trip of the previous pop's acknowledgement, from that end: they
+    /// are in this consumer's pending list, not yet handed to anyone.
+    ahead: Option<(End, Vec<Vec<u8>>)>,
 }
 
 /// A bounded deque of byte messages in Redis, shared by processes on any host that reaches the server.
@@ -144,6 +155,11 @@ struct Session {
 /// gives the messages back instead of returning them. So a message is returned once when nothing fails, and
 /// no failure of a consumer, a connection or (with `appendonly yes`) a server restart loses one; a push
 /// whose reply is lost is sent again, which can store it twice. `docs/GUARANTEES.md` has the whole story.
+///
+/// A pop that got as many messages as it asked for takes the next batch in the same round trip as its
+/// acknowledgement (not on a Cluster): one round trip per batch while the deque has a backlog. That batch
+/// waits in this handle's pending list, counted against the capacity and out of other consumers' reach,
+/// until this handle's next pop returns it (or its drop gives it back, or its heartbeat expires).
 ///
 /// # Waiting
 /// Blocked pops wait in `BLMOVE` for at most [`REDIS_WAIT_SLICE`] at a time and check between two waits whether the
@@ -332,7 +348,7 @@ impl RedisDeque {
             id,
             ep,
             interrupt,
-            session: Mutex::new(Session { link, end_recorded: None }),
+            session: Mutex::new(Session { link, end_recorded: None, acks: 0, ahead: None }),
         })
     }
 
@@ -466,14 +482,25 @@ impl RedisDeque {
     /// Moves up to `max` messages from `end` into this handle's pending list, waiting as `wait` says;
     /// returns them, still pending.
     fn take(&self, s: &mut Session, end: End, max: usize, wait: Wait) -> Result<Vec<Vec<u8>>, PopError> {
-        let side = if end == End::Front { "L" } else { "R" };
-        let max = max.min(100_000);
-        loop {
-            let record = if s.end_recorded == Some(end) { "0" } else { "1" };
-            let r = s.link.call(&self.name, "pop", Budget::Reconnect, |c| {
-                eval(c, &script::TAKE, &self.meta, |cmd| {
-                    cmd.arg(&self.id).arg(side).arg(max).arg(self.heartbeat_ms()).arg(record);
+        if let Some((from, msgs)) = s.ahead.take() {
+            if from == end && msgs.len() <= max {
+                return Ok(msgs);
+            }
+            // Taken at the other end, or more than this call wants: back to the deque, in their order.
+            s.link.call(&self.name, "give back", Budget::Reconnect, |c| {
+                eval(c, &script::GIVE_BACK, &self.meta, |cmd| {
+                    cmd.arg(&self.id);
                 })
+            })?;
+        }
+        loop {
+            let take = self.take_cmd(s, end, max);
+            let r = s.link.call(&self.name, "pop", Budget::Reconnect, |c| match take.query(c) {
+                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    script::TAKE.load(c)?;
+                    take.query(c)
+                }
+                r => r,
             })?;
             s.end_recorded = Some(end);
             match self.took(r)? {
@@ -508,6 +535,15 @@ impl RedisDeque {
         }
     }
 
+    /// The take script's command: up to `max` messages from `end` into this handle's pending list.
+    fn take_cmd(&self, s: &Session, end: End, max: usize) -> Cmd {
+        let side = if end == End::Front { "L" } else { "R" };
+        let record = if s.end_recorded == Some(end) { "0" } else { "1" };
+        evalsha(&script::TAKE, &self.meta, |cmd| {
+            cmd.arg(&self.id).arg(side).arg(max.min(100_000)).arg(self.heartbeat_ms()).arg(record);
+        })
+    }
+
     fn took(&self, r: Value) -> Result<Took, PopError> {
         let odd = |r: &Value| PopError::Failed(self.odd_reply("pop", r));
         let Value::Array(mut items) = r else { return Err(odd(&r)) };
@@ -534,16 +570,66 @@ impl RedisDeque {
     /// the rest back. `Ok(false)`: this consumer's registration had expired, all of them went back to the
     /// deque, and the caller must not use them.
     fn ack(&self, s: &mut Session, keep: usize) -> Result<bool, Halt> {
-        let r = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| {
-            eval(c, &script::ACK, &self.meta, |cmd| {
-                cmd.arg(&self.id).arg(self.heartbeat_ms()).arg(keep);
-            })
+        let ack = self.ack_cmd(s, keep);
+        let r = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| match ack.query(c) {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                script::ACK.load(c)?;
+                ack.query(c)
+            }
+            r => r,
         })?;
-        match int(&r) {
+        self.acked(&r)
+    }
+
+    /// The acknowledgement script's command, under the next acknowledgement number: running it again (a
+    /// retry) returns the first run's outcome.
+    fn ack_cmd(&self, s: &mut Session, keep: usize) -> Cmd {
+        s.acks += 1;
+        evalsha(&script::ACK, &self.meta, |cmd| {
+            cmd.arg(&self.id).arg(self.heartbeat_ms()).arg(keep).arg(s.acks);
+        })
+    }
+
+    fn acked(&self, r: &Value) -> Result<bool, Halt> {
+        match int(r) {
             Some(-1) => Ok(false),
             Some(_) => Ok(true),
-            None => Err(Halt::Failed(self.odd_reply("acknowledge", &r))),
+            None => Err(Halt::Failed(self.odd_reply("acknowledge", r))),
         }
+    }
+
+    /// As [`ack`](Self::ack), and in the same round trip (pipelined) takes up to `max` messages from `end`
+    /// into the pending list for the next pop, keeping them in [`Session::ahead`]. Sent again whole after
+    /// a dropped connection: the acknowledgement's number makes its second run a no-op, and a take that
+    /// finds the pending list filled returns what is there.
+    fn ack_and_take(&self, s: &mut Session, keep: usize, end: End, max: usize) -> Result<bool, Halt> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().add_command(self.ack_cmd(s, keep)).add_command(self.take_cmd(s, end, max));
+        let no_script =
+            |v: &Value| matches!(v, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript));
+        let replies: Vec<Value> = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| {
+            let mut v: Vec<Value> = pipe.query(c)?;
+            if v.iter().any(no_script) {
+                script::ACK.load(c)?;
+                script::TAKE.load(c)?;
+                v = pipe.query(c)?;
+            }
+            match v.iter().find_map(|r| if let Value::ServerError(e) = r { Some(e.clone()) } else { None }) {
+                Some(e) => Err(e.into()),
+                None => Ok(v),
+            }
+        })?;
+        s.end_recorded = Some(end);
+        let [ack, take] = <[Value; 2]>::try_from(replies)
+            .map_err(|v| Halt::Failed(self.odd_reply("acknowledge", &Value::Array(v))))?;
+        let acked = self.acked(&ack)?;
+        s.ahead = match self.took(take) {
+            Ok(Took::Msgs(m)) if !m.is_empty() => Some((end, m)),
+            Err(PopError::Failed(e)) => return Err(Halt::Failed(e)),
+            // Nothing now, closed, gone: the next pop's own take finds out again.
+            _ => None,
+        };
+        Ok(acked)
     }
 
     /// The body of every pop: takes up to `max` messages, lets `keep` say how many of them the caller will
@@ -563,7 +649,16 @@ impl RedisDeque {
         loop {
             let mut msgs = self.take(&mut s, end, max, wait)?;
             let k = keep(&msgs).min(msgs.len());
-            if !self.ack(&mut s, k).map_err(PopError::from)? {
+            // A whole batch, every message kept: the deque likely holds more, so the next batch is taken in
+            // the acknowledgement's round trip. One round trip per batch instead of two, at the cost of
+            // holding that batch in this handle's pending list until its next pop (or its drop). Not on a
+            // Cluster, whose connections take no pipelines through `ConnectionLike`.
+            let acked = if k == max && msgs.len() == max && !self.ep.is_cluster() {
+                self.ack_and_take(&mut s, k, end, max).map_err(PopError::from)?
+            } else {
+                self.ack(&mut s, k).map_err(PopError::from)?
+            };
+            if !acked {
                 continue; // they went back: take again
             }
             drop(s);
