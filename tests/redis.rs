@@ -524,6 +524,21 @@ fn killed_connections_lose_nothing() {
     eprintln!("{} connections killed, {dups} duplicates", kills.load(Ordering::Relaxed));
 }
 
+/// Streams through a server started with `extra` that `stop` stops mid-stream and that is started again
+/// after `down`; every acknowledged push must arrive (see [`stream_through`]).
+fn restarted_mid_stream(test: &str, extra: &[&str], query: &str, down: Duration, stop: fn(&mut RedisServer)) {
+    let mut server = RedisServer::start_with(test, extra);
+    let url = server.url(query);
+    let server_ref = &mut server;
+    let dups = stream_through(&url, 20_000, |_| {
+        thread::sleep(Duration::from_millis(100));
+        stop(server_ref);
+        thread::sleep(down);
+        server_ref.restart();
+    });
+    eprintln!("{dups} duplicates after the restart");
+}
+
 /// A crash of the server (SIGKILL) with `appendfsync always`: the server writes and syncs before it
 /// replies, so nothing acknowledged may be lost. (With the default `everysec`, a crash can lose writes that
 /// were acknowledged: the server delays its write while a background fsync is slow. docs/GUARANTEES.md
@@ -531,16 +546,8 @@ fn killed_connections_lose_nothing() {
 #[test]
 fn a_server_crash_with_appendfsync_always_loses_nothing_acknowledged() {
     let _dog = Watchdog::new("a_server_crash_with_appendfsync_always", WATCHDOG);
-    let mut server = RedisServer::start_with("aof", &["--appendonly", "yes", "--appendfsync", "always"]);
-    let url = server.url("reconnect=30");
-    let server_ref = &mut server;
-    let dups = stream_through(&url, 20_000, |_| {
-        thread::sleep(Duration::from_millis(100));
-        server_ref.kill();
-        thread::sleep(Duration::from_millis(200));
-        server_ref.restart();
-    });
-    eprintln!("{dups} duplicates after the restart");
+    let aof = ["--appendonly", "yes", "--appendfsync", "always"];
+    restarted_mid_stream("aof", &aof, "reconnect=30", Duration::from_millis(200), RedisServer::kill);
 }
 
 /// A clean restart (SIGTERM, as `SHUTDOWN` or a service manager does) with the default `appendfsync
@@ -550,16 +557,9 @@ fn a_server_crash_with_appendfsync_always_loses_nothing_acknowledged() {
 #[test]
 fn a_clean_restart_with_appendfsync_everysec_loses_nothing_acknowledged() {
     let _dog = Watchdog::new("a_clean_restart_with_appendfsync_everysec", WATCHDOG);
-    let mut server = RedisServer::start_with("aof-clean", &["--appendonly", "yes", "--appendfsync", "everysec"]);
-    let url = server.url("reconnect=30&heartbeat=1");
-    let server_ref = &mut server;
-    let dups = stream_through(&url, 20_000, |_| {
-        thread::sleep(Duration::from_millis(100));
-        server_ref.shut_down();
-        thread::sleep(Duration::from_millis(1500));
-        server_ref.restart();
-    });
-    eprintln!("{dups} duplicates after the restart");
+    let aof = ["--appendonly", "yes", "--appendfsync", "everysec"];
+    let query = "reconnect=30&heartbeat=1";
+    restarted_mid_stream("aof-clean", &aof, query, Duration::from_millis(1500), RedisServer::shut_down);
 }
 
 /// `reconnect=` bounds opening too: an open started while the server is down waits for it as long as the

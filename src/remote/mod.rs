@@ -9,6 +9,7 @@
 //! The user-facing story (reliable pops, waiting, what is not here) is on [`RedisDeque`].
 
 mod any;
+mod grid;
 mod link;
 mod script;
 
@@ -23,6 +24,7 @@ use crate::grid::wait_forms;
 use crate::ring::End;
 use crate::wait::{Interrupter, Wait};
 use crate::{Builder, Config, CreateMode};
+use grid::byte_grid;
 
 pub use any::{AnyDeque, AnyProducer, AnySharedDeque, remove_at};
 use link::{Budget, Endpoint, Halt, Link};
@@ -78,7 +80,11 @@ fn check_redis_name(name: &str) -> Result<(), Error> {
 /// Runs `script` with the deque's meta key and the arguments `args` adds, by its hash, loading it first if
 /// the server does not have it (first use, a restarted server, a new cluster node).
 fn eval(c: &mut dyn ConnectionLike, script: &redis::Script, meta: &str, args: impl Fn(&mut Cmd)) -> RedisResult<Value> {
-    let cmd = evalsha(script, meta, args);
+    run(c, script, &evalsha(script, meta, args))
+}
+
+/// Runs `cmd`, an `EVALSHA` of `script`, loading the script first if the server does not have it.
+fn run(c: &mut dyn ConnectionLike, script: &redis::Script, cmd: &Cmd) -> RedisResult<Value> {
     match cmd.query(c) {
         Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             script.load(c)?;
@@ -495,13 +501,7 @@ impl RedisDeque {
         }
         loop {
             let take = self.take_cmd(s, end, max);
-            let r = s.link.call(&self.name, "pop", Budget::Reconnect, |c| match take.query(c) {
-                Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                    script::TAKE.load(c)?;
-                    take.query(c)
-                }
-                r => r,
-            })?;
+            let r = s.link.call(&self.name, "pop", Budget::Reconnect, |c| run(c, &script::TAKE, &take))?;
             s.end_recorded = Some(end);
             match self.took(r)? {
                 Took::Msgs(m) => return Ok(m),
@@ -571,13 +571,7 @@ impl RedisDeque {
     /// deque, and the caller must not use them.
     fn ack(&self, s: &mut Session, keep: usize) -> Result<bool, Halt> {
         let ack = self.ack_cmd(s, keep);
-        let r = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| match ack.query(c) {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script::ACK.load(c)?;
-                ack.query(c)
-            }
-            r => r,
-        })?;
+        let r = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| run(c, &script::ACK, &ack))?;
         self.acked(&r)
     }
 
@@ -759,144 +753,18 @@ impl RedisDeque {
         }
     }
 
+    byte_grid! {
+        push_errors: "[`PushError::Closed`] once the deque is closed, [`PushError::TooLarge`] if the message \
+            exceeds [`max_message_len`](Self::max_message_len), [`PushError::Interrupted`] once the handle's \
+            [interrupter](Self::interrupter) is used while it waits, [`PushError::Failed`] when the server cannot \
+            be reached or the deque was removed; each hands the message back. After [`PushError::Failed`] the \
+            message may have been pushed: the reply may be what was lost.",
+        pop_errors: "[`PopError::Closed`] once the deque is closed and drained; [`PopError::ProducersGone`] \
+            when it is empty and every registered producer's heartbeat expired; [`PopError::Interrupted`] once \
+            the handle's [interrupter](Self::interrupter) is used while it waits; [`PopError::Failed`].",
+    }
+
     wait_forms! {
-        /// Pushes a message at the back, waiting for room as long as it takes.
-        ///
-        /// # Errors
-        /// [`PushError::Closed`] once the deque is closed, [`PushError::TooLarge`] if the message exceeds
-        /// [`max_message_len`](Self::max_message_len), [`PushError::Failed`] when the server cannot be
-        /// reached or the deque was removed; each hands the message back. After [`PushError::Failed`] the
-        /// message may have been pushed: the reply may be what was lost.
-        pub fn [try_push_back, push_back, push_back_timeout, push_back_deadline] ['m]
-            (&self, msg: &'m [u8]) [] -> Result<(), PushError<&'m [u8]>>
-            where wait => self.push_one(End::Back, msg, wait);
-            now: "[`PushError::Full`] if there is no room", late: "[`PushError::Timeout`]";
-
-        /// Pushes a message at the front, waiting for room as long as it takes.
-        ///
-        /// # Errors
-        /// As [`push_back`](Self::push_back).
-        pub fn [try_push_front, push_front, push_front_timeout, push_front_deadline] ['m]
-            (&self, msg: &'m [u8]) [] -> Result<(), PushError<&'m [u8]>>
-            where wait => self.push_one(End::Front, msg, wait);
-            now: "[`PushError::Full`] if there is no room", late: "[`PushError::Timeout`]";
-
-        /// Pushes all of `msgs` at the back in order, as many as fit per round trip, waiting for room in
-        /// between; returns `msgs.len()`. The `try_` form pushes what fits now (at least one).
-        ///
-        /// # Errors
-        /// [`PushError::TooLarge`] (nothing pushed) if any message is too large; [`PushError::Closed`],
-        /// [`PushError::Failed`]. The value carried is the number pushed before the error.
-        pub fn [try_push_back_many, push_back_many, push_back_many_timeout, push_back_many_deadline]
-            [M: AsRef<[u8]>] (&self, msgs: &[M]) [] -> Result<usize, PushError<usize>>
-            where wait => self.push_many(End::Back, msgs, wait);
-            now: "[`PushError::Full`]`(0)` if none fit", late: "[`PushError::Timeout`] with the count pushed";
-
-        /// Pushes `msgs` one after another at the front (the last ends up frontmost).
-        ///
-        /// # Errors
-        /// As [`push_back_many`](Self::push_back_many).
-        pub fn [try_push_front_many, push_front_many, push_front_many_timeout, push_front_many_deadline]
-            [M: AsRef<[u8]>] (&self, msgs: &[M]) [] -> Result<usize, PushError<usize>>
-            where wait => self.push_many(End::Front, msgs, wait);
-            now: "[`PushError::Full`]`(0)` if none fit", late: "[`PushError::Timeout`] with the count pushed";
-
-        /// Removes the front message, waiting for one as long as it takes.
-        ///
-        /// # Errors
-        /// [`PopError::Closed`] once the deque is closed and drained; [`PopError::ProducersGone`] when it is
-        /// empty and every registered producer's heartbeat expired; [`PopError::Failed`].
-        pub fn [try_pop_front, pop_front, pop_front_timeout, pop_front_deadline] []
-            (&self) [] -> Result<Vec<u8>, PopError>
-            where wait => self.pop_one(End::Front, wait, <[u8]>::to_vec);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the back message, waiting for one as long as it takes.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back, pop_back, pop_back_timeout, pop_back_deadline] []
-            (&self) [] -> Result<Vec<u8>, PopError>
-            where wait => self.pop_one(End::Back, wait, <[u8]>::to_vec);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the front message into `buf` (cleared first), waiting for one; returns its length.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_into, pop_front_into, pop_front_into_timeout, pop_front_into_deadline] []
-            (&self, buf: &mut Vec<u8>) [] -> Result<usize, PopError>
-            where wait => self.pop_into(End::Front, buf, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_into`](Self::pop_front_into), at the back.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_into, pop_back_into, pop_back_into_timeout, pop_back_into_deadline] []
-            (&self, buf: &mut Vec<u8>) [] -> Result<usize, PopError>
-            where wait => self.pop_into(End::Back, buf, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the front message and hands it to `read`, waiting for one; returns what `read` returned.
-        /// `read` sees the received copy, after the message was acknowledged.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_with, pop_front_with, pop_front_with_timeout, pop_front_with_deadline] [R]
-            (&self) [, read: impl FnOnce(&[u8]) -> R] -> Result<R, PopError>
-            where wait => self.pop_one(End::Front, wait, read);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_with`](Self::pop_front_with), at the back.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_with, pop_back_with, pop_back_with_timeout, pop_back_with_deadline] [R]
-            (&self) [, read: impl FnOnce(&[u8]) -> R] -> Result<R, PopError>
-            where wait => self.pop_one(End::Back, wait, read);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes up to `max` messages from the front in one round trip (plus one for the
-        /// acknowledgement), appending them to `out`, waiting as long as it takes for the first; returns
-        /// how many.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_many, pop_front_many, pop_front_many_timeout, pop_front_many_deadline] []
-            (&self, max: usize, out: &mut Vec<Vec<u8>>) [] -> Result<usize, PopError>
-            where wait => self.pop_vecs(End::Front, max, out, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many`](Self::pop_front_many), from the back (back-most first).
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_many, pop_back_many, pop_back_many_timeout, pop_back_many_deadline] []
-            (&self, max: usize, out: &mut Vec<Vec<u8>>) [] -> Result<usize, PopError>
-            where wait => self.pop_vecs(End::Back, max, out, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many`](Self::pop_front_many), handing each message to `read` instead.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_many_with, pop_front_many_with, pop_front_many_with_timeout,
-                pop_front_many_with_deadline] []
-            (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
-            where wait => self.pop_each(End::Front, max, read, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many_with`](Self::pop_front_many_with), from the back (back-most first).
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_many_with, pop_back_many_with, pop_back_many_with_timeout,
-                pop_back_many_with_deadline] []
-            (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
-            where wait => self.pop_each(End::Back, max, read, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
         /// Takes up to `max` messages from the front without acknowledging them, waiting for the first:
         /// they stay in this handle's pending list until [`Taken::ack`], and go back to the deque if the
         /// [`Taken`] is dropped, or if this process dies or stalls longer than the heartbeat time first.
