@@ -454,10 +454,12 @@ fn a_lost_reply_to_a_pipelined_acknowledgement_loses_nothing() {
     let server = RedisServer::start("lossy");
     let proxy = LossyProxy::start(server.port);
     let name = unique("lossy");
-    let direct = open(&server.url(""), &name, 4096);
-    let through = open(&format!("redis://127.0.0.1:{}/0", proxy.port), &name, 4096);
+    // Room for every message: the producer never waits for this consumer, even if it fails.
+    let direct = open(&server.url(""), &name, 65_536);
+    let through = open(&format!("redis://127.0.0.1:{}/0", proxy.port), &name, 65_536);
     const N: u64 = 30_000;
     let done = AtomicBool::new(false);
+    let pops = AtomicU64::new(0);
     let got = thread::scope(|s| {
         s.spawn(|| {
             for first in (0..N).step_by(100) {
@@ -467,19 +469,24 @@ fn a_lost_reply_to_a_pipelined_acknowledgement_loses_nothing() {
             direct.close().unwrap();
         });
         s.spawn(|| {
-            // Armed again a while after each loss, so that the retry itself gets through.
+            // Armed again only once the consumer has popped a few times since, so that the retry of the
+            // pop that lost its reply gets through however slow the machine is.
+            let mut armed_at = 0;
             while !done.load(Ordering::Relaxed) {
-                if !proxy.armed.load(Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(30));
+                let now = pops.load(Ordering::SeqCst);
+                if !proxy.armed.load(Ordering::SeqCst) && now >= armed_at + 3 {
+                    armed_at = now;
                     proxy.armed.store(true, Ordering::SeqCst);
                 }
-                thread::sleep(Duration::from_millis(2));
+                thread::sleep(Duration::from_millis(1));
             }
         });
         let mut got = Vec::new();
         let end = loop {
             match through.pop_front_many(16, &mut got) {
-                Ok(_) => {}
+                Ok(_) => {
+                    pops.fetch_add(1, Ordering::SeqCst);
+                }
                 Err(PopError::Closed) => break Ok(()),
                 Err(e) => break Err(e),
             }
