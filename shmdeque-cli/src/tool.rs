@@ -103,6 +103,10 @@ pub fn error_exit_code(e: &Error) -> u8 {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
+        // A Redis operation cut short by SIGINT or SIGTERM while it was reconnecting.
+        if matches!(e, Error::Remote { .. }) && interrupted() {
+            return Failure::interrupted(e.to_string());
+        }
         Failure::new(error_exit_code(&e), e.to_string())
     }
 }
@@ -274,7 +278,36 @@ impl Existing {
         let name = self.name()?;
         let url = backend(&self.url);
         let builder = shmdeque::Builder::new(&name).create_mode(shmdeque::CreateMode::Open);
-        Ok(self.trust.apply_for(url, builder)?.open_url(url)?)
+        Ok(open_url(&self.trust.apply_for(url, builder)?, url)??)
+    }
+}
+
+/// `builder.open_url(url)`, given up at SIGINT or SIGTERM (once [`catch_interrupts`] is in place): opening
+/// a Redis deque keeps reconnecting for the URL's `reconnect` time, and a signal should not have to wait
+/// that out. The outer error is the interruption; the inner one the library's.
+///
+/// # Errors
+/// [`Failure::interrupted`] if a signal came while a Redis deque was being opened.
+pub fn open_url(builder: &shmdeque::Builder, url: &str) -> Result<Result<shmdeque::AnyDeque, Error>, Failure> {
+    if is_shm(url) {
+        return Ok(builder.open_url(url));
+    }
+    // The open runs on a thread of its own: a handle has no interrupter before it exists. If a signal comes
+    // first, the thread is left to end with the process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (b, u) = (builder.clone(), url.to_owned());
+    std::thread::Builder::new()
+        .name("open".into())
+        .spawn(move || {
+            let _ = tx.send(b.open_url(&u));
+        })
+        .map_err(|e| Failure::runtime(format!("cannot start a thread: {e}")))?;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(10)) {
+            Ok(r) => return Ok(r),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !interrupted() => {}
+            Err(_) => return Err(Failure::interrupted("interrupted while connecting to the Redis server")),
+        }
     }
 }
 
@@ -316,11 +349,13 @@ pub fn interrupt_on_signal(q: &shmdeque::RawDeque) {
     }
 }
 
-/// As [`interrupt_on_signal`] for a deque on either backend: only a shared-memory deque's waits can be
-/// interrupted; the tools wait on a Redis deque in slices of [`SLICE`] and look at [`interrupted`] between them.
+/// As [`interrupt_on_signal`] for a deque on either backend. On Redis a signal ends a blocked pop or push
+/// within one wait slice (100 ms), and a reconnection at its next pause instead of after the URL's
+/// `reconnect` time.
 pub fn interrupt_any_on_signal(q: &shmdeque::AnyDeque) {
-    if let shmdeque::AnyDeque::Local(q) = q {
-        interrupt_on_signal(q);
+    let _ = INTERRUPTER.set(q.interrupter());
+    if interrupted() {
+        q.interrupter().interrupt();
     }
 }
 

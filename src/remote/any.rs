@@ -10,12 +10,13 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::grid::byte_grid;
 use super::{RedisDeque, RedisProducer, link};
 use crate::err::{Error, PopError, PushError, TypedPopError, TypedPushError};
 use crate::grid::wait_forms;
 use crate::raw::{Producer, RawDeque};
 use crate::ring::End;
-use crate::wait::Wait;
+use crate::wait::{Interrupter, Wait};
 use crate::{Builder, SharedDeque, codec};
 
 /// A deque of byte messages on either backend: shared memory on this host, or Redis.
@@ -145,7 +146,7 @@ impl AnyDeque {
         }
     }
 
-    fn pop_with<R>(&self, end: End, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, PopError> {
+    fn pop_one<R>(&self, end: End, wait: Wait, read: impl FnOnce(&[u8]) -> R) -> Result<R, PopError> {
         match self {
             AnyDeque::Local(q) => local_at!(q, end, wait,
                 [try_pop_front_with, pop_front_with, pop_front_with_deadline]
@@ -163,7 +164,7 @@ impl AnyDeque {
         }
     }
 
-    fn pop_many(&self, end: End, max: usize, out: &mut Vec<Vec<u8>>, wait: Wait) -> Result<usize, PopError> {
+    fn pop_vecs(&self, end: End, max: usize, out: &mut Vec<Vec<u8>>, wait: Wait) -> Result<usize, PopError> {
         match self {
             AnyDeque::Local(q) => local_at!(q, end, wait,
                 [try_pop_front_many, pop_front_many, pop_front_many_deadline]
@@ -181,138 +182,20 @@ impl AnyDeque {
         }
     }
 
-    wait_forms! {
-        /// Pushes a message at the back, waiting for room as long as it takes.
-        ///
-        /// # Errors
-        /// As [`RawDeque::push_back`] and [`RedisDeque::push_back`].
-        pub fn [try_push_back, push_back, push_back_timeout, push_back_deadline] ['m]
-            (&self, msg: &'m [u8]) [] -> Result<(), PushError<&'m [u8]>>
-            where wait => self.push_one(End::Back, msg, wait);
-            now: "[`PushError::Full`] if there is no room", late: "[`PushError::Timeout`]";
+    byte_grid! {
+        push_errors: "As [`RawDeque::push_back`] and [`RedisDeque::push_back`].",
+        pop_errors: "[`PopError::Closed`] once closed and drained; [`PopError::ProducersGone`] once every \
+            registered producer is gone without leaving; [`PopError::Interrupted`] once the handle's \
+            [interrupter](Self::interrupter) is used while it waits; [`PopError::Failed`].",
+    }
 
-        /// Pushes a message at the front, waiting for room as long as it takes.
-        ///
-        /// # Errors
-        /// As [`push_back`](Self::push_back).
-        pub fn [try_push_front, push_front, push_front_timeout, push_front_deadline] ['m]
-            (&self, msg: &'m [u8]) [] -> Result<(), PushError<&'m [u8]>>
-            where wait => self.push_one(End::Front, msg, wait);
-            now: "[`PushError::Full`] if there is no room", late: "[`PushError::Timeout`]";
-
-        /// Pushes all of `msgs` at the back in order, waiting for room in between; returns `msgs.len()`.
-        /// The `try_` form pushes what fits now (at least one).
-        ///
-        /// # Errors
-        /// As [`RawDeque::push_back_many`]; the value carried is the number pushed before the error.
-        pub fn [try_push_back_many, push_back_many, push_back_many_timeout, push_back_many_deadline]
-            [M: AsRef<[u8]>] (&self, msgs: &[M]) [] -> Result<usize, PushError<usize>>
-            where wait => self.push_many(End::Back, msgs, wait);
-            now: "[`PushError::Full`]`(0)` if none fit", late: "[`PushError::Timeout`] with the count pushed";
-
-        /// Pushes `msgs` one after another at the front (the last ends up frontmost).
-        ///
-        /// # Errors
-        /// As [`push_back_many`](Self::push_back_many).
-        pub fn [try_push_front_many, push_front_many, push_front_many_timeout, push_front_many_deadline]
-            [M: AsRef<[u8]>] (&self, msgs: &[M]) [] -> Result<usize, PushError<usize>>
-            where wait => self.push_many(End::Front, msgs, wait);
-            now: "[`PushError::Full`]`(0)` if none fit", late: "[`PushError::Timeout`] with the count pushed";
-
-        /// Removes the front message, waiting for one as long as it takes.
-        ///
-        /// # Errors
-        /// [`PopError::Closed`] once closed and drained; [`PopError::ProducersGone`] once every registered
-        /// producer is gone without leaving; [`PopError::Failed`].
-        pub fn [try_pop_front, pop_front, pop_front_timeout, pop_front_deadline] []
-            (&self) [] -> Result<Vec<u8>, PopError>
-            where wait => self.pop_with(End::Front, wait, <[u8]>::to_vec);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the back message, waiting for one as long as it takes.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back, pop_back, pop_back_timeout, pop_back_deadline] []
-            (&self) [] -> Result<Vec<u8>, PopError>
-            where wait => self.pop_with(End::Back, wait, <[u8]>::to_vec);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the front message into `buf` (cleared first), waiting for one; returns its length.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_into, pop_front_into, pop_front_into_timeout, pop_front_into_deadline] []
-            (&self, buf: &mut Vec<u8>) [] -> Result<usize, PopError>
-            where wait => self.pop_into(End::Front, buf, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_into`](Self::pop_front_into), at the back.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_into, pop_back_into, pop_back_into_timeout, pop_back_into_deadline] []
-            (&self, buf: &mut Vec<u8>) [] -> Result<usize, PopError>
-            where wait => self.pop_into(End::Back, buf, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the front message and hands it to `read` (in its slot on shared memory, a received copy
-        /// on Redis); returns what `read` returned.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_with, pop_front_with, pop_front_with_timeout, pop_front_with_deadline] [R]
-            (&self) [, read: impl FnOnce(&[u8]) -> R] -> Result<R, PopError>
-            where wait => self.pop_with(End::Front, wait, read);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_with`](Self::pop_front_with), at the back.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_with, pop_back_with, pop_back_with_timeout, pop_back_with_deadline] [R]
-            (&self) [, read: impl FnOnce(&[u8]) -> R] -> Result<R, PopError>
-            where wait => self.pop_with(End::Back, wait, read);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes up to `max` messages from the front at once, appending them to `out`, waiting as long
-        /// as it takes for the first; returns how many.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_many, pop_front_many, pop_front_many_timeout, pop_front_many_deadline] []
-            (&self, max: usize, out: &mut Vec<Vec<u8>>) [] -> Result<usize, PopError>
-            where wait => self.pop_many(End::Front, max, out, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many`](Self::pop_front_many), from the back (back-most first).
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_many, pop_back_many, pop_back_many_timeout, pop_back_many_deadline] []
-            (&self, max: usize, out: &mut Vec<Vec<u8>>) [] -> Result<usize, PopError>
-            where wait => self.pop_many(End::Back, max, out, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many`](Self::pop_front_many), handing each message to `read` instead.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_many_with, pop_front_many_with, pop_front_many_with_timeout,
-                pop_front_many_with_deadline] []
-            (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
-            where wait => self.pop_each(End::Front, max, read, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many_with`](Self::pop_front_many_with), from the back (back-most first).
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_many_with, pop_back_many_with, pop_back_many_with_timeout,
-                pop_back_many_with_deadline] []
-            (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
-            where wait => self.pop_each(End::Back, max, read, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
+    /// A handle on this handle's waits: see [`RawDeque::interrupter`] and [`RedisDeque::interrupter`]
+    /// (which also stops a reconnection).
+    pub fn interrupter(&self) -> Interrupter {
+        match self {
+            AnyDeque::Local(q) => q.interrupter(),
+            AnyDeque::Redis(q) => q.interrupter(),
+        }
     }
 
     /// The deque's name.

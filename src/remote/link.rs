@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionLike, RedisError, RedisResult};
 
-use crate::err::Error;
+use crate::err::{Error, PopError};
+use crate::wait::Interrupter;
 
 /// How long a handle keeps reconnecting after its connection drops, unless the URL says `reconnect=SECS`.
 pub(crate) const DEFAULT_RECONNECT_FOR: Duration = Duration::from_secs(10);
@@ -23,6 +24,46 @@ pub(crate) const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// First and longest pause between two reconnection attempts; the pause doubles in between.
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// A pause between reconnection attempts looks at the handle's interrupter this often.
+const INTERRUPT_POLL: Duration = Duration::from_millis(10);
+
+/// How long [`Link::call`] keeps reconnecting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Budget {
+    /// The endpoint's `reconnect` time, cut short by the handle's [`Interrupter`]: every operation a
+    /// caller asked for, opening included.
+    Reconnect,
+    /// This long, whatever the interrupter says: what a handle does as it goes away (giving messages
+    /// back), and the producer heartbeat's own connection.
+    Fixed(Duration),
+}
+
+/// Why [`Link::call`] gave up.
+#[derive(Debug)]
+pub(crate) enum Halt {
+    /// The handle's [`Interrupter`] was used while the connection was being re-established; the error
+    /// says so, for operations that have no `Interrupted` outcome of their own.
+    Interrupted(Error),
+    /// The server stayed unreachable for the whole budget, or answered with an error.
+    Failed(Error),
+}
+
+impl From<Halt> for Error {
+    fn from(h: Halt) -> Error {
+        match h {
+            Halt::Interrupted(e) | Halt::Failed(e) => e,
+        }
+    }
+}
+
+impl From<Halt> for PopError {
+    fn from(h: Halt) -> PopError {
+        match h {
+            Halt::Interrupted(_) => PopError::Interrupted,
+            Halt::Failed(e) => PopError::Failed(e),
+        }
+    }
+}
 
 /// The server or cluster a URL names.
 enum Target {
@@ -207,11 +248,13 @@ pub(crate) struct Link {
     conn: Option<Conn>,
     /// Small generator for the backoff's jitter.
     jitter: u64,
+    /// The handle's interrupter: stops a reconnection between two attempts.
+    stop: Interrupter,
 }
 
 impl Link {
-    pub(crate) fn new(ep: std::sync::Arc<Endpoint>) -> Link {
-        Link { ep, conn: None, jitter: crate::remote::random_u64() | 1 }
+    pub(crate) fn new(ep: std::sync::Arc<Endpoint>, stop: Interrupter) -> Link {
+        Link { ep, conn: None, jitter: crate::remote::random_u64() | 1, stop }
     }
 
     fn pause(&mut self, step: u32) -> Duration {
@@ -224,17 +267,21 @@ impl Link {
     }
 
     /// Runs `f` on the connection, opening it first if needed. A transient failure drops the connection
-    /// and runs `f` again on a new one, with backoff, for up to the endpoint's `reconnect` time (`budget`
-    /// when given: a shorter one, for a handle being dropped); then, or on any other error, fails with
-    /// [`Error::Remote`] saying what `op` was.
+    /// and runs `f` again on a new one, with backoff, for as long as `budget` says; then, or on any other
+    /// error, fails with [`Error::Remote`] saying what `op` was. With [`Budget::Reconnect`], the handle's
+    /// interrupter stops the reconnection at its next pause ([`Halt::Interrupted`]); a working connection
+    /// is used whatever the interrupter says, as a local deque's operations that need not wait are.
     pub(crate) fn call<T>(
         &mut self,
         name: &str,
         op: &'static str,
-        budget: Option<Duration>,
+        budget: Budget,
         mut f: impl FnMut(&mut dyn ConnectionLike) -> RedisResult<T>,
-    ) -> Result<T, Error> {
-        let budget = budget.unwrap_or(self.ep.reconnect_for);
+    ) -> Result<T, Halt> {
+        let (limit, interruptible) = match budget {
+            Budget::Reconnect => (self.ep.reconnect_for, true),
+            Budget::Fixed(d) => (d, false),
+        };
         let mut first_failure: Option<Instant> = None;
         let mut step = 0;
         loop {
@@ -243,15 +290,36 @@ impl Link {
                 Err(e) => e,
             };
             if !is_transient(&e) {
-                return Err(self.failure(name, op, &e, None));
+                return Err(Halt::Failed(self.failure(name, op, &e, None)));
             }
             self.conn = None;
             let since = *first_failure.get_or_insert_with(Instant::now);
-            if since.elapsed() >= budget {
-                return Err(self.failure(name, op, &e, Some(budget)));
+            if since.elapsed() >= limit {
+                return Err(Halt::Failed(self.failure(name, op, &e, Some(limit))));
             }
-            std::thread::sleep(self.pause(step).min(budget.saturating_sub(since.elapsed())));
+            let pause = self.pause(step).min(limit.saturating_sub(since.elapsed()));
+            if !interruptible {
+                std::thread::sleep(pause);
+            } else if !self.nap(pause) {
+                let reason = format!("interrupted while reconnecting to {} (last error: {e})", self.ep.shown);
+                return Err(Halt::Interrupted(Error::Remote { name: name.to_owned(), op, reason }));
+            }
             step += 1;
+        }
+    }
+
+    /// Sleeps `d`, looking at the interrupter every [`INTERRUPT_POLL`]; `false` if it was used.
+    fn nap(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            if self.stop.is_interrupted() {
+                return false;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            std::thread::sleep(left.min(INTERRUPT_POLL));
         }
     }
 

@@ -9,6 +9,7 @@
 //! The user-facing story (reliable pops, waiting, what is not here) is on [`RedisDeque`].
 
 mod any;
+mod grid;
 mod link;
 mod script;
 
@@ -21,11 +22,12 @@ use redis::{Cmd, ConnectionLike, RedisResult, Value};
 use crate::err::{Error, PopError, PushError};
 use crate::grid::wait_forms;
 use crate::ring::End;
-use crate::wait::Wait;
+use crate::wait::{Interrupter, Wait};
 use crate::{Builder, Config, CreateMode};
+use grid::byte_grid;
 
 pub use any::{AnyDeque, AnyProducer, AnySharedDeque, remove_at};
-use link::{Endpoint, Link};
+use link::{Budget, Endpoint, Halt, Link};
 pub use script::REDIS_LAYOUT_VERSION;
 
 /// The longest a blocked pop or push waits in one server command before it checks again whether the deque
@@ -78,9 +80,11 @@ fn check_redis_name(name: &str) -> Result<(), Error> {
 /// Runs `script` with the deque's meta key and the arguments `args` adds, by its hash, loading it first if
 /// the server does not have it (first use, a restarted server, a new cluster node).
 fn eval(c: &mut dyn ConnectionLike, script: &redis::Script, meta: &str, args: impl Fn(&mut Cmd)) -> RedisResult<Value> {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(1).arg(meta);
-    args(&mut cmd);
+    run(c, script, &evalsha(script, meta, args))
+}
+
+/// Runs `cmd`, an `EVALSHA` of `script`, loading the script first if the server does not have it.
+fn run(c: &mut dyn ConnectionLike, script: &redis::Script, cmd: &Cmd) -> RedisResult<Value> {
     match cmd.query(c) {
         Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
             script.load(c)?;
@@ -88,6 +92,14 @@ fn eval(c: &mut dyn ConnectionLike, script: &redis::Script, meta: &str, args: im
         }
         r => r,
     }
+}
+
+/// `EVALSHA` of `script` with the deque's meta key and the arguments `args` adds.
+fn evalsha(script: &redis::Script, meta: &str, args: impl Fn(&mut Cmd)) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(1).arg(meta);
+    args(&mut cmd);
+    cmd
 }
 
 fn int(v: &Value) -> Option<i64> {
@@ -116,11 +128,16 @@ enum Took {
     Missing,
 }
 
-/// The per-handle state behind its lock: the connection, and whether the server knows this handle's end.
+/// The per-handle state behind its lock: the connection, and what the server knows of this consumer.
 struct Session {
     link: Link,
     /// The end last recorded for this consumer on the server (`None`: never took anything).
     end_recorded: Option<End>,
+    /// The number of this consumer's last acknowledgement (see [`script::ACK`]).
+    acks: u64,
+    /// Messages taken ahead, in the round trip of the previous pop's acknowledgement, from that end: they
+    /// are in this consumer's pending list, not yet handed to anyone.
+    ahead: Option<(End, Vec<Vec<u8>>)>,
 }
 
 /// A bounded deque of byte messages in Redis, shared by processes on any host that reaches the server.
@@ -144,6 +161,11 @@ struct Session {
 /// gives the messages back instead of returning them. So a message is returned once when nothing fails, and
 /// no failure of a consumer, a connection or (with `appendonly yes`) a server restart loses one; a push
 /// whose reply is lost is sent again, which can store it twice. `docs/GUARANTEES.md` has the whole story.
+///
+/// A pop that got as many messages as it asked for takes the next batch in the same round trip as its
+/// acknowledgement (not on a Cluster): one round trip per batch while the deque has a backlog. That batch
+/// waits in this handle's pending list, counted against the capacity and out of other consumers' reach,
+/// until this handle's next pop returns it (or its drop gives it back, or its heartbeat expires).
 ///
 /// # Waiting
 /// Blocked pops wait in `BLMOVE` for at most [`REDIS_WAIT_SLICE`] at a time and check between two waits whether the
@@ -177,6 +199,8 @@ pub struct RedisDeque {
     /// This handle's consumer id: names its pending list.
     id: String,
     ep: Arc<Endpoint>,
+    /// Cuts this handle's waits and reconnections short (see [`RedisDeque::interrupter`]).
+    interrupt: Interrupter,
     session: Mutex<Session>,
 }
 
@@ -239,8 +263,9 @@ impl Builder {
     /// The query string may set `heartbeat=SECS` (default 10: how long a consumer or producer stays
     /// registered without a sign of life), `reconnect=SECS` (default 10: how long an operation keeps
     /// reconnecting after its connection drops before it fails) and `timeout=SECS` (default 5: how long a
-    /// command may take to answer). The capacity and slot size work as for shared memory; the open timeout
-    /// bounds the first connection.
+    /// command may take to answer). The capacity and slot size work as for shared memory. Opening keeps
+    /// reconnecting for the `reconnect` time too; the builder's [`open_timeout`](Self::open_timeout) (a
+    /// segment still being created) does not apply.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`], [`Error::InvalidName`] (also for a name with `{` or `}`),
@@ -265,7 +290,8 @@ impl RedisDeque {
         }
         let ep = Arc::new(Endpoint::parse(url)?);
         let base = script::base(&cfg.name);
-        let mut link = Link::new(ep.clone());
+        let interrupt = Interrupter::new();
+        let mut link = Link::new(ep.clone(), interrupt.clone());
         let name = cfg.name.clone();
         let mode = match cfg.create_mode {
             CreateMode::CreateExclusive => "create",
@@ -273,7 +299,9 @@ impl RedisDeque {
             _ => "either",
         };
         let meta = format!("{base}meta");
-        let reply = link.call(&name, "open", Some(cfg.open_timeout), |c| {
+        // Bounded by the URL's `reconnect` time: the builder's open timeout is about a segment that another
+        // process is still creating, which a server does not have.
+        let reply = link.call(&name, "open", Budget::Reconnect, |c| {
             eval(c, &script::CREATE, &meta, |cmd| {
                 cmd.arg(mode).arg(cfg.capacity).arg(cfg.slot_size).arg(REDIS_LAYOUT_VERSION);
             })
@@ -311,7 +339,7 @@ impl RedisDeque {
         }
         if field(0) == Some(1) {
             // Outside the deque's slot, so not in the script; a crash in between only hides it from `list`.
-            link.call(&name, "register the name", Some(cfg.open_timeout), |c| {
+            link.call(&name, "register the name", Budget::Reconnect, |c| {
                 redis::cmd("SADD").arg(DEQUES_KEY).arg(&name).query::<i64>(c)
             })?;
         }
@@ -325,7 +353,8 @@ impl RedisDeque {
             slot_size,
             id,
             ep,
-            session: Mutex::new(Session { link, end_recorded: None }),
+            interrupt,
+            session: Mutex::new(Session { link, end_recorded: None, acks: 0, ahead: None }),
         })
     }
 
@@ -350,6 +379,18 @@ impl RedisDeque {
     /// The URL of the server, its password hidden.
     pub fn url(&self) -> &str {
         &self.ep.shown
+    }
+
+    /// A handle on this handle's waits, as [`RawDeque::interrupter`](crate::RawDeque::interrupter):
+    /// [`Interrupter::interrupt`] makes its blocked pops and pushes (and later ones, until
+    /// [`Interrupter::reset`]) return `Interrupted` within one [`REDIS_WAIT_SLICE`], and stops a
+    /// reconnection at its next pause (within about 10 ms) instead of letting it run for the URL's
+    /// `reconnect` time; an operation interrupted there that has no `Interrupted` outcome fails with
+    /// [`Error::Remote`] saying so. A connection attempt already under way (bounded by `timeout=`) is
+    /// waited for. Operations that need not wait and find the server answering go on as usual; what a
+    /// handle does as it is dropped (giving back its pending messages) is not interrupted.
+    pub fn interrupter(&self) -> Interrupter {
+        self.interrupt.clone()
     }
 
     /// How many messages the deque holds at most.
@@ -381,7 +422,7 @@ impl RedisDeque {
         let mut done = 0;
         while done < msgs.len() {
             let rest = &msgs[done..];
-            let r = s.link.call(&self.name, "push", None, |c| {
+            let r = s.link.call(&self.name, "push", Budget::Reconnect, |c| {
                 eval(c, &script::PUSH, &self.meta, |cmd| {
                     cmd.arg(side);
                     for m in rest {
@@ -389,7 +430,10 @@ impl RedisDeque {
                     }
                 })
             });
-            let r = r.map_err(|error| PushError::Failed { value: done, error })?;
+            let r = r.map_err(|h| match h {
+                Halt::Interrupted(_) => PushError::Interrupted(done),
+                Halt::Failed(error) => PushError::Failed { value: done, error },
+            })?;
             match int(&r) {
                 Some(k) if k > 0 => {
                     done += k as usize;
@@ -412,6 +456,9 @@ impl RedisDeque {
 
     /// Waits for a token on the doorbell, at most one [`REDIS_WAIT_SLICE`] and never past the deadline.
     fn wait_for_room(&self, s: &mut Session, wait: Wait) -> Result<(), PushError<()>> {
+        if self.interrupt.is_interrupted() {
+            return Err(PushError::Interrupted(()));
+        }
         let Some(block) = slice_of(wait) else { return Err(PushError::Timeout(())) };
         let room = format!("{}room", script::base(&self.name));
         let read_timeout = block + self.ep.io_timeout;
@@ -441,15 +488,20 @@ impl RedisDeque {
     /// Moves up to `max` messages from `end` into this handle's pending list, waiting as `wait` says;
     /// returns them, still pending.
     fn take(&self, s: &mut Session, end: End, max: usize, wait: Wait) -> Result<Vec<Vec<u8>>, PopError> {
-        let side = if end == End::Front { "L" } else { "R" };
-        let max = max.min(100_000);
-        loop {
-            let record = if s.end_recorded == Some(end) { "0" } else { "1" };
-            let r = s.link.call(&self.name, "pop", None, |c| {
-                eval(c, &script::TAKE, &self.meta, |cmd| {
-                    cmd.arg(&self.id).arg(side).arg(max).arg(self.heartbeat_ms()).arg(record);
+        if let Some((from, msgs)) = s.ahead.take() {
+            if from == end && msgs.len() <= max {
+                return Ok(msgs);
+            }
+            // Taken at the other end, or more than this call wants: back to the deque, in their order.
+            s.link.call(&self.name, "give back", Budget::Reconnect, |c| {
+                eval(c, &script::GIVE_BACK, &self.meta, |cmd| {
+                    cmd.arg(&self.id);
                 })
             })?;
+        }
+        loop {
+            let take = self.take_cmd(s, end, max);
+            let r = s.link.call(&self.name, "pop", Budget::Reconnect, |c| run(c, &script::TAKE, &take))?;
             s.end_recorded = Some(end);
             match self.took(r)? {
                 Took::Msgs(m) => return Ok(m),
@@ -460,6 +512,9 @@ impl RedisDeque {
             }
             if matches!(wait, Wait::Now) {
                 return Err(PopError::Empty);
+            }
+            if self.interrupt.is_interrupted() {
+                return Err(PopError::Interrupted);
             }
             let Some(block) = slice_of(wait) else { return Err(PopError::Timeout) };
             // One message moved straight into the pending list by the server as soon as one comes; a
@@ -478,6 +533,15 @@ impl RedisDeque {
                 return Ok(vec![msg]);
             }
         }
+    }
+
+    /// The take script's command: up to `max` messages from `end` into this handle's pending list.
+    fn take_cmd(&self, s: &Session, end: End, max: usize) -> Cmd {
+        let side = if end == End::Front { "L" } else { "R" };
+        let record = if s.end_recorded == Some(end) { "0" } else { "1" };
+        evalsha(&script::TAKE, &self.meta, |cmd| {
+            cmd.arg(&self.id).arg(side).arg(max.min(100_000)).arg(self.heartbeat_ms()).arg(record);
+        })
     }
 
     fn took(&self, r: Value) -> Result<Took, PopError> {
@@ -505,17 +569,61 @@ impl RedisDeque {
     /// Acknowledges the first `keep` messages of this handle's pending list (the caller has them) and gives
     /// the rest back. `Ok(false)`: this consumer's registration had expired, all of them went back to the
     /// deque, and the caller must not use them.
-    fn ack(&self, s: &mut Session, keep: usize) -> Result<bool, Error> {
-        let r = s.link.call(&self.name, "acknowledge", None, |c| {
-            eval(c, &script::ACK, &self.meta, |cmd| {
-                cmd.arg(&self.id).arg(self.heartbeat_ms()).arg(keep);
-            })
-        })?;
-        match int(&r) {
+    fn ack(&self, s: &mut Session, keep: usize) -> Result<bool, Halt> {
+        let ack = self.ack_cmd(s, keep);
+        let r = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| run(c, &script::ACK, &ack))?;
+        self.acked(&r)
+    }
+
+    /// The acknowledgement script's command, under the next acknowledgement number: running it again (a
+    /// retry) returns the first run's outcome.
+    fn ack_cmd(&self, s: &mut Session, keep: usize) -> Cmd {
+        s.acks += 1;
+        evalsha(&script::ACK, &self.meta, |cmd| {
+            cmd.arg(&self.id).arg(self.heartbeat_ms()).arg(keep).arg(s.acks);
+        })
+    }
+
+    fn acked(&self, r: &Value) -> Result<bool, Halt> {
+        match int(r) {
             Some(-1) => Ok(false),
             Some(_) => Ok(true),
-            None => Err(self.odd_reply("acknowledge", &r)),
+            None => Err(Halt::Failed(self.odd_reply("acknowledge", r))),
         }
+    }
+
+    /// As [`ack`](Self::ack), and in the same round trip (pipelined) takes up to `max` messages from `end`
+    /// into the pending list for the next pop, keeping them in [`Session::ahead`]. Sent again whole after
+    /// a dropped connection: the acknowledgement's number makes its second run a no-op, and a take that
+    /// finds the pending list filled returns what is there.
+    fn ack_and_take(&self, s: &mut Session, keep: usize, end: End, max: usize) -> Result<bool, Halt> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors().add_command(self.ack_cmd(s, keep)).add_command(self.take_cmd(s, end, max));
+        let no_script =
+            |v: &Value| matches!(v, Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::NoScript));
+        let replies: Vec<Value> = s.link.call(&self.name, "acknowledge", Budget::Reconnect, |c| {
+            let mut v: Vec<Value> = pipe.query(c)?;
+            if v.iter().any(no_script) {
+                script::ACK.load(c)?;
+                script::TAKE.load(c)?;
+                v = pipe.query(c)?;
+            }
+            match v.iter().find_map(|r| if let Value::ServerError(e) = r { Some(e.clone()) } else { None }) {
+                Some(e) => Err(e.into()),
+                None => Ok(v),
+            }
+        })?;
+        s.end_recorded = Some(end);
+        let [ack, take] = <[Value; 2]>::try_from(replies)
+            .map_err(|v| Halt::Failed(self.odd_reply("acknowledge", &Value::Array(v))))?;
+        let acked = self.acked(&ack)?;
+        s.ahead = match self.took(take) {
+            Ok(Took::Msgs(m)) if !m.is_empty() => Some((end, m)),
+            Err(PopError::Failed(e)) => return Err(Halt::Failed(e)),
+            // Nothing now, closed, gone: the next pop's own take finds out again.
+            _ => None,
+        };
+        Ok(acked)
     }
 
     /// The body of every pop: takes up to `max` messages, lets `keep` say how many of them the caller will
@@ -535,7 +643,16 @@ impl RedisDeque {
         loop {
             let mut msgs = self.take(&mut s, end, max, wait)?;
             let k = keep(&msgs).min(msgs.len());
-            if !self.ack(&mut s, k).map_err(PopError::Failed)? {
+            // A whole batch, every message kept: the deque likely holds more, so the next batch is taken in
+            // the acknowledgement's round trip. One round trip per batch instead of two, at the cost of
+            // holding that batch in this handle's pending list until its next pop (or its drop). Not on a
+            // Cluster, whose connections take no pipelines through `ConnectionLike`.
+            let acked = if k == max && msgs.len() == max && !self.ep.is_cluster() {
+                self.ack_and_take(&mut s, k, end, max).map_err(PopError::from)?
+            } else {
+                self.ack(&mut s, k).map_err(PopError::from)?
+            };
+            if !acked {
                 continue; // they went back: take again
             }
             drop(s);
@@ -636,144 +753,18 @@ impl RedisDeque {
         }
     }
 
+    byte_grid! {
+        push_errors: "[`PushError::Closed`] once the deque is closed, [`PushError::TooLarge`] if the message \
+            exceeds [`max_message_len`](Self::max_message_len), [`PushError::Interrupted`] once the handle's \
+            [interrupter](Self::interrupter) is used while it waits, [`PushError::Failed`] when the server cannot \
+            be reached or the deque was removed; each hands the message back. After [`PushError::Failed`] the \
+            message may have been pushed: the reply may be what was lost.",
+        pop_errors: "[`PopError::Closed`] once the deque is closed and drained; [`PopError::ProducersGone`] \
+            when it is empty and every registered producer's heartbeat expired; [`PopError::Interrupted`] once \
+            the handle's [interrupter](Self::interrupter) is used while it waits; [`PopError::Failed`].",
+    }
+
     wait_forms! {
-        /// Pushes a message at the back, waiting for room as long as it takes.
-        ///
-        /// # Errors
-        /// [`PushError::Closed`] once the deque is closed, [`PushError::TooLarge`] if the message exceeds
-        /// [`max_message_len`](Self::max_message_len), [`PushError::Failed`] when the server cannot be
-        /// reached or the deque was removed; each hands the message back. After [`PushError::Failed`] the
-        /// message may have been pushed: the reply may be what was lost.
-        pub fn [try_push_back, push_back, push_back_timeout, push_back_deadline] ['m]
-            (&self, msg: &'m [u8]) [] -> Result<(), PushError<&'m [u8]>>
-            where wait => self.push_one(End::Back, msg, wait);
-            now: "[`PushError::Full`] if there is no room", late: "[`PushError::Timeout`]";
-
-        /// Pushes a message at the front, waiting for room as long as it takes.
-        ///
-        /// # Errors
-        /// As [`push_back`](Self::push_back).
-        pub fn [try_push_front, push_front, push_front_timeout, push_front_deadline] ['m]
-            (&self, msg: &'m [u8]) [] -> Result<(), PushError<&'m [u8]>>
-            where wait => self.push_one(End::Front, msg, wait);
-            now: "[`PushError::Full`] if there is no room", late: "[`PushError::Timeout`]";
-
-        /// Pushes all of `msgs` at the back in order, as many as fit per round trip, waiting for room in
-        /// between; returns `msgs.len()`. The `try_` form pushes what fits now (at least one).
-        ///
-        /// # Errors
-        /// [`PushError::TooLarge`] (nothing pushed) if any message is too large; [`PushError::Closed`],
-        /// [`PushError::Failed`]. The value carried is the number pushed before the error.
-        pub fn [try_push_back_many, push_back_many, push_back_many_timeout, push_back_many_deadline]
-            [M: AsRef<[u8]>] (&self, msgs: &[M]) [] -> Result<usize, PushError<usize>>
-            where wait => self.push_many(End::Back, msgs, wait);
-            now: "[`PushError::Full`]`(0)` if none fit", late: "[`PushError::Timeout`] with the count pushed";
-
-        /// Pushes `msgs` one after another at the front (the last ends up frontmost).
-        ///
-        /// # Errors
-        /// As [`push_back_many`](Self::push_back_many).
-        pub fn [try_push_front_many, push_front_many, push_front_many_timeout, push_front_many_deadline]
-            [M: AsRef<[u8]>] (&self, msgs: &[M]) [] -> Result<usize, PushError<usize>>
-            where wait => self.push_many(End::Front, msgs, wait);
-            now: "[`PushError::Full`]`(0)` if none fit", late: "[`PushError::Timeout`] with the count pushed";
-
-        /// Removes the front message, waiting for one as long as it takes.
-        ///
-        /// # Errors
-        /// [`PopError::Closed`] once the deque is closed and drained; [`PopError::ProducersGone`] when it is
-        /// empty and every registered producer's heartbeat expired; [`PopError::Failed`].
-        pub fn [try_pop_front, pop_front, pop_front_timeout, pop_front_deadline] []
-            (&self) [] -> Result<Vec<u8>, PopError>
-            where wait => self.pop_one(End::Front, wait, <[u8]>::to_vec);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the back message, waiting for one as long as it takes.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back, pop_back, pop_back_timeout, pop_back_deadline] []
-            (&self) [] -> Result<Vec<u8>, PopError>
-            where wait => self.pop_one(End::Back, wait, <[u8]>::to_vec);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the front message into `buf` (cleared first), waiting for one; returns its length.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_into, pop_front_into, pop_front_into_timeout, pop_front_into_deadline] []
-            (&self, buf: &mut Vec<u8>) [] -> Result<usize, PopError>
-            where wait => self.pop_into(End::Front, buf, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_into`](Self::pop_front_into), at the back.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_into, pop_back_into, pop_back_into_timeout, pop_back_into_deadline] []
-            (&self, buf: &mut Vec<u8>) [] -> Result<usize, PopError>
-            where wait => self.pop_into(End::Back, buf, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes the front message and hands it to `read`, waiting for one; returns what `read` returned.
-        /// `read` sees the received copy, after the message was acknowledged.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_with, pop_front_with, pop_front_with_timeout, pop_front_with_deadline] [R]
-            (&self) [, read: impl FnOnce(&[u8]) -> R] -> Result<R, PopError>
-            where wait => self.pop_one(End::Front, wait, read);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_with`](Self::pop_front_with), at the back.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_with, pop_back_with, pop_back_with_timeout, pop_back_with_deadline] [R]
-            (&self) [, read: impl FnOnce(&[u8]) -> R] -> Result<R, PopError>
-            where wait => self.pop_one(End::Back, wait, read);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// Removes up to `max` messages from the front in one round trip (plus one for the
-        /// acknowledgement), appending them to `out`, waiting as long as it takes for the first; returns
-        /// how many.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_many, pop_front_many, pop_front_many_timeout, pop_front_many_deadline] []
-            (&self, max: usize, out: &mut Vec<Vec<u8>>) [] -> Result<usize, PopError>
-            where wait => self.pop_vecs(End::Front, max, out, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many`](Self::pop_front_many), from the back (back-most first).
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_many, pop_back_many, pop_back_many_timeout, pop_back_many_deadline] []
-            (&self, max: usize, out: &mut Vec<Vec<u8>>) [] -> Result<usize, PopError>
-            where wait => self.pop_vecs(End::Back, max, out, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many`](Self::pop_front_many), handing each message to `read` instead.
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_front_many_with, pop_front_many_with, pop_front_many_with_timeout,
-                pop_front_many_with_deadline] []
-            (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
-            where wait => self.pop_each(End::Front, max, read, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
-        /// As [`pop_front_many_with`](Self::pop_front_many_with), from the back (back-most first).
-        ///
-        /// # Errors
-        /// As [`pop_front`](Self::pop_front).
-        pub fn [try_pop_back_many_with, pop_back_many_with, pop_back_many_with_timeout,
-                pop_back_many_with_deadline] []
-            (&self, max: usize) [, read: impl FnMut(&[u8])] -> Result<usize, PopError>
-            where wait => self.pop_each(End::Back, max, read, wait);
-            now: "[`PopError::Empty`] if there is none", late: "[`PopError::Timeout`]";
-
         /// Takes up to `max` messages from the front without acknowledging them, waiting for the first:
         /// they stay in this handle's pending list until [`Taken::ack`], and go back to the deque if the
         /// [`Taken`] is dropped, or if this process dies or stalls longer than the heartbeat time first.
@@ -806,7 +797,7 @@ impl RedisDeque {
     /// Runs one script that returns an integer, mapping `-3` to [`Error::NotFound`].
     fn run_int(&self, op: &'static str, script: &redis::Script, args: impl Fn(&mut Cmd)) -> Result<i64, Error> {
         let mut s = self.session();
-        let r = s.link.call(&self.name, op, None, |c| eval(c, script, &self.meta, &args))?;
+        let r = s.link.call(&self.name, op, Budget::Reconnect, |c| eval(c, script, &self.meta, &args))?;
         match int(&r) {
             Some(-3) => Err(self.missing()),
             Some(n) => Ok(n),
@@ -815,7 +806,7 @@ impl RedisDeque {
     }
 
     fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T, Error> {
-        self.session().link.call(&self.name, op, None, |c| cmd.query(c))
+        Ok(self.session().link.call(&self.name, op, Budget::Reconnect, |c| cmd.query(c))?)
     }
 
     /// Number of messages in the list now (not counting those being acknowledged).
@@ -882,9 +873,10 @@ impl RedisDeque {
     /// [`Error::NotFound`] if the deque was removed; [`Error::Remote`].
     pub fn stats(&self) -> Result<RedisStats, Error> {
         let mut s = self.session();
-        let r = s.link.call(&self.name, "stats", None, |c| eval(c, &script::STATS, &self.meta, |_| {}))?;
-        let list_bytes: Option<u64> =
-            s.link.call(&self.name, "stats", None, |c| redis::cmd("MEMORY").arg("USAGE").arg(&self.list).query(c))?;
+        let r = s.link.call(&self.name, "stats", Budget::Reconnect, |c| eval(c, &script::STATS, &self.meta, |_| {}))?;
+        let list_bytes: Option<u64> = s.link.call(&self.name, "stats", Budget::Reconnect, |c| {
+            redis::cmd("MEMORY").arg("USAGE").arg(&self.list).query(c)
+        })?;
         drop(s);
         let odd = || self.odd_reply("stats", &r);
         let Value::Array(items) = &r else { return Err(odd()) };
@@ -936,10 +928,11 @@ impl RedisDeque {
         let thread = std::thread::Builder::new()
             .name("shmdeque-heartbeat".into())
             .spawn(move || {
-                let mut link = Link::new(ep);
+                // Its own connection, which no interrupter stops: the heartbeat goes on until `leave`.
+                let mut link = Link::new(ep, Interrupter::new());
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     // A failure is retried at the next beat; the registration outlives two missed ones.
-                    let _ = link.call(&name, "producer heartbeat", Some(every), |c| {
+                    let _ = link.call(&name, "producer heartbeat", Budget::Fixed(every), |c| {
                         eval(c, &script::PRODUCER, &meta, |cmd| {
                             cmd.arg("beat").arg(&beat_id).arg(ttl).arg(0);
                         })
@@ -963,11 +956,20 @@ impl Drop for RedisDeque {
             return;
         }
         let (name, meta, id) = (&self.name, &self.meta, &self.id);
-        let _ = s.link.call(name, "unregister", Some(DROP_BUDGET), |c| {
+        let _ = s.link.call(name, "unregister", self.interrupt.last_call(), |c| {
             eval(c, &script::BYE, meta, |cmd| {
                 cmd.arg(id);
             })
         });
+    }
+}
+
+impl Interrupter {
+    /// The budget of what a handle does as it goes away: [`DROP_BUDGET`], or a single attempt once the
+    /// handle was interrupted (its owner wants to stop now; what it leaves pending comes back when its
+    /// heartbeat expires).
+    fn last_call(&self) -> Budget {
+        Budget::Fixed(if self.is_interrupted() { Duration::ZERO } else { DROP_BUDGET })
     }
 }
 
@@ -1012,7 +1014,7 @@ impl Taken<'_> {
     pub fn keep_alive(&mut self) -> Result<bool, Error> {
         let d = self.deque;
         let Some(s) = self.session.as_mut() else { return Ok(false) };
-        let r = s.link.call(&d.name, "keep alive", None, |c| {
+        let r = s.link.call(&d.name, "keep alive", Budget::Reconnect, |c| {
             eval(c, &script::TOUCH, &d.meta, |cmd| {
                 cmd.arg(&d.id).arg(d.heartbeat_ms());
             })
@@ -1043,7 +1045,7 @@ impl Drop for Taken<'_> {
         if let Some(mut s) = self.session.take()
             && !self.msgs.is_empty()
         {
-            let _ = s.link.call(&d.name, "give back", Some(DROP_BUDGET), |c| {
+            let _ = s.link.call(&d.name, "give back", d.interrupt.last_call(), |c| {
                 eval(c, &script::GIVE_BACK, &d.meta, |cmd| {
                     cmd.arg(&d.id);
                 })
@@ -1074,10 +1076,10 @@ impl RedisProducer<'_> {
     /// # Errors
     /// [`Error::NotFound`] if the deque was removed; [`Error::Remote`].
     pub fn leave(mut self, close_if_last: bool) -> Result<bool, Error> {
-        self.leave_inner(close_if_last, None)
+        self.leave_inner(close_if_last, Budget::Reconnect)
     }
 
-    fn leave_inner(&mut self, close_if_last: bool, budget: Option<Duration>) -> Result<bool, Error> {
+    fn leave_inner(&mut self, close_if_last: bool, budget: Budget) -> Result<bool, Error> {
         let Some(stop) = self.stop.take() else { return Ok(false) };
         drop(stop);
         if let Some(t) = self.thread.take() {
@@ -1100,7 +1102,7 @@ impl RedisProducer<'_> {
 
 impl Drop for RedisProducer<'_> {
     fn drop(&mut self) {
-        let _ = self.leave_inner(false, Some(DROP_BUDGET));
+        let _ = self.leave_inner(false, self.deque.interrupt.last_call());
     }
 }
 
@@ -1113,11 +1115,10 @@ impl Drop for RedisProducer<'_> {
 pub fn remove_redis(url: &str, name: &str) -> Result<(), Error> {
     check_redis_name(name)?;
     let ep = Arc::new(Endpoint::parse(url)?);
-    let reconnect = ep.reconnect_for;
-    let mut link = Link::new(ep);
+    let mut link = Link::new(ep, Interrupter::new());
     let meta = format!("{}meta", script::base(name));
-    let r = link.call(name, "remove", Some(reconnect), |c| eval(c, &script::REMOVE, &meta, |_| {}))?;
-    link.call(name, "unregister the name", Some(reconnect), |c| {
+    let r = link.call(name, "remove", Budget::Reconnect, |c| eval(c, &script::REMOVE, &meta, |_| {}))?;
+    link.call(name, "unregister the name", Budget::Reconnect, |c| {
         redis::cmd("SREM").arg(DEQUES_KEY).arg(name).query::<i64>(c)
     })?;
     if int(&r) == Some(0) {
@@ -1132,15 +1133,14 @@ pub fn remove_redis(url: &str, name: &str) -> Result<(), Error> {
 /// [`Error::InvalidUrl`], [`Error::Remote`].
 pub fn list_redis(url: &str) -> Result<Vec<String>, Error> {
     let ep = Arc::new(Endpoint::parse(url)?);
-    let reconnect = ep.reconnect_for;
-    let mut link = Link::new(ep);
+    let mut link = Link::new(ep, Interrupter::new());
     let mut names: Vec<String> =
-        link.call(DEQUES_KEY, "list", Some(reconnect), |c| redis::cmd("SMEMBERS").arg(DEQUES_KEY).query(c))?;
+        link.call(DEQUES_KEY, "list", Budget::Reconnect, |c| redis::cmd("SMEMBERS").arg(DEQUES_KEY).query(c))?;
     names.sort();
     let mut live = Vec::with_capacity(names.len());
     for name in names {
         let meta = format!("{}meta", script::base(&name));
-        let exists: i64 = link.call(&name, "list", Some(reconnect), |c| redis::cmd("EXISTS").arg(&meta).query(c))?;
+        let exists: i64 = link.call(&name, "list", Budget::Reconnect, |c| redis::cmd("EXISTS").arg(&meta).query(c))?;
         if exists == 1 {
             live.push(name);
         }

@@ -11,7 +11,7 @@
 //! | `…:list` | list | the messages, front = left |
 //! | `…:pending:ID` | list | messages that consumer ID has taken but not yet acknowledged |
 //! | `…:consumers` | sorted set | consumer IDs, scored by the server time (ms) at which their heartbeat expires |
-//! | `…:ends` | hash | consumer ID → the end (`L`, `R`) its pending messages came from |
+//! | `…:ends` | hash | consumer ID → the end (`L`, `R`) its pending messages came from; `ID#` → the number and outcome of its last acknowledgement |
 //! | `…:producers` | sorted set | registered producer IDs, scored like consumers |
 //! | `…:room` | list | the doorbell: tokens pushed when room appears in a full deque, popped by waiting pushers |
 //!
@@ -190,18 +190,34 @@ return {-1}
 "#
 );
 
-/// ARGV: consumer id, heartbeat (ms), how many to keep (`-1`: all). Acknowledges the first messages of the
-/// consumer's pending list, as many as it keeps (the caller has them), and gives the rest back. Returns how
-/// many were acknowledged, or `-1` if the consumer's registration had expired meanwhile, in which case all
-/// its messages went (or now go) back to the deque and the caller must not deliver them. Running it again
-/// after a lost reply finds the pending list empty and returns 0.
+/// ARGV: consumer id, heartbeat (ms), how many to keep (`-1`: all), the acknowledgement's number (one
+/// more than the consumer's previous one). Acknowledges the first messages of the consumer's pending list,
+/// as many as it keeps (the caller has them), and gives the rest back. Returns how many were acknowledged,
+/// or `-1` if the consumer's registration had expired meanwhile, in which case all its messages went (or
+/// now go) back to the deque and the caller must not deliver them.
+///
+/// The outcome is recorded under the acknowledgement's number (`ends` field `ID#`), and running it again
+/// with the same number (a retry after a lost reply) returns that outcome without touching anything: the
+/// pending list may hold the next batch by then, taken in the same round trip, which must not be
+/// acknowledged in its place. The record outlives an expired registration for that reason; a consumer's
+/// `bye` deletes it.
 pub(crate) static ACK: LazyLock<Script> = script!(
     r#"
 local id = ARGV[1]
+local tag = id .. '#'
+local seen = redis.call('HGET', ends, tag)
+if seen then
+  local sep = string.find(seen, ' ', 1, true)
+  if sep and string.sub(seen, 1, sep - 1) == ARGV[4] then return tonumber(string.sub(seen, sep + 1)) end
+end
+local function done(r)
+  redis.call('HSET', ends, tag, ARGV[4] .. ' ' .. r)
+  return r
+end
 local now = now_ms()
 if not redis.call('ZSCORE', consumers, id) then
   requeue(id)
-  return -1
+  return done(-1)
 end
 redis.call('ZADD', consumers, now + tonumber(ARGV[2]), id)
 local p = pending(id)
@@ -214,12 +230,12 @@ if k < n then
 else
   redis.call('DEL', p)
 end
-if k == 0 then return 0 end
+if k == 0 then return done(0) end
 local cap = redis.call('HGET', meta, 'capacity')
-if not cap then return k end
+if not cap then return done(k) end
 redis.call('HINCRBY', meta, 'popped', k)
 if redis.call('LLEN', list) + held() + k >= tonumber(cap) then ring(k) end
-return k
+return done(k)
 "#
 );
 
@@ -245,7 +261,7 @@ pub(crate) static BYE: LazyLock<Script> = script!(
     r#"
 local n = requeue(ARGV[1])
 redis.call('ZREM', consumers, ARGV[1])
-redis.call('HDEL', ends, ARGV[1])
+redis.call('HDEL', ends, ARGV[1], ARGV[1] .. '#')
 return n
 "#
 );

@@ -152,8 +152,23 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port and directory (after [`kill`](Self::kill)), and waits
-    /// until it answers PING (which it does only once it has loaded its append-only file).
+    /// Stops the server the clean way (SIGTERM, as `SHUTDOWN` or a service manager would): it writes and
+    /// syncs its append-only file before it exits.
+    pub fn shut_down(&mut self) {
+        if let Some(mut kid) = self.kid.take() {
+            kid.send_signal(libc::SIGTERM);
+            let status = kid.wait(START_LIMIT);
+            assert!(
+                status.success(),
+                "redis-server on port {} shut down with {status}; log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+    }
+
+    /// Starts the server again on the same port and directory (SIGKILLing it first unless
+    /// [`kill`](Self::kill) or [`shut_down`](Self::shut_down) stopped it), and waits until it answers PING (which it does only once it has loaded its append-only file).
     pub fn restart(&mut self) {
         self.kill();
         self.launch();

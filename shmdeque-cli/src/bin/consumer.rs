@@ -89,7 +89,7 @@ fn open(name: &str, url: &str, wait: Duration, trust: &tool::Trust) -> Result<An
     let started = Instant::now();
     let builder = trust.apply_for(url, Builder::new(name).create_mode(CreateMode::Open))?;
     loop {
-        match builder.open_url(url) {
+        match tool::open_url(&builder, url)? {
             Ok(q) => return Ok(q),
             Err(Error::NotFound { .. }) if started.elapsed() < wait => {
                 if tool::interrupted() {

@@ -85,7 +85,7 @@ fn run(args: Args) -> Result<(), Failure> {
     if let Some(slot_size) = args.slot_size {
         builder = builder.slot_size(slot_size);
     }
-    let q = builder.open_url(url)?;
+    let q = tool::open_url(&builder, url)??;
     tool::interrupt_any_on_signal(&q);
     // Registered before the check, so that a consumer-side close after it is reported as such below.
     let registration = q.register_producer()?;
