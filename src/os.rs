@@ -34,6 +34,48 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
     }
 }
 
+/// One entry of a `futex_waitv` call (the kernel's `struct futex_waitv`).
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+impl FutexWaitv {
+    /// Watches the 32-bit word at `addr` while it holds `expected`; `private`: a word of this process only.
+    fn new(addr: usize, expected: u32, private: bool) -> FutexWaitv {
+        const FUTEX2_SIZE_U32: u32 = 2;
+        const FUTEX2_PRIVATE: u32 = 128;
+        let flags = FUTEX2_SIZE_U32 | if private { FUTEX2_PRIVATE } else { 0 };
+        FutexWaitv { val: u64::from(expected), uaddr: addr as u64, flags, reserved: 0 }
+    }
+}
+
+/// One `futex_waitv` system call over `waiters` (at most 128), until `timeout` from now on
+/// `CLOCK_MONOTONIC`: the index of the word woken, or the error (`ENOSYS` before Linux 5.16).
+///
+/// The caller keeps every watched address mapped for the call; the kernel reads the words itself, with
+/// fault handling (an address that is not mapped gives `EFAULT`).
+fn futex_waitv(waiters: &[FutexWaitv], timeout: Option<Duration>) -> io::Result<usize> {
+    let abs = timeout.map(monotonic_after);
+    let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `waiters` holds `waiters.len()` futex_waitv entries and lives across the call; `abs_ptr` is
+    // null or points at a timespec that outlives it. The kernel validates the count and each address.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waiters.as_ptr(),
+            waiters.len() as u32,
+            0u32,
+            abs_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc >= 0 { Ok(rc as usize) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Sleeps as [`futex_wait`] does on the shared `word`, and also until the process-private word `local`
 /// stops holding `local_expected` or is woken: one `futex_waitv` call (Linux 5.16 and later). Where the
 /// kernel has no `futex_waitv`, it sleeps on `word` alone for at most `fallback_slice` at a time, so that
@@ -49,32 +91,12 @@ pub(crate) fn futex_wait_either(
     use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     static NO_WAITV: AtomicBool = AtomicBool::new(false);
     if !NO_WAITV.load(Relaxed) {
-        #[repr(C)]
-        struct FutexWaitv {
-            val: u64,
-            uaddr: u64,
-            flags: u32,
-            reserved: u32,
-        }
-        const FUTEX2_SIZE_U32: u32 = 2;
-        const FUTEX2_PRIVATE: u32 = 128;
         let waiters = [
-            FutexWaitv { val: u64::from(expected), uaddr: word.as_ptr() as u64, flags: FUTEX2_SIZE_U32, reserved: 0 },
-            FutexWaitv {
-                val: u64::from(local_expected),
-                uaddr: local.as_ptr() as u64,
-                flags: FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
-                reserved: 0,
-            },
+            FutexWaitv::new(word.as_ptr() as usize, expected, false),
+            FutexWaitv::new(local.as_ptr() as usize, local_expected, true),
         ];
-        let abs = timeout.map(monotonic_after);
-        let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `waiters` holds two valid futex_waitv entries whose addresses point at live, aligned
-        // 32-bit words for the call; `abs_ptr` is null or points at a timespec that outlives the call.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_futex_waitv, waiters.as_ptr(), 2u32, 0u32, abs_ptr, libc::CLOCK_MONOTONIC)
-        };
-        if rc >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+        let rc = futex_waitv(&waiters, timeout);
+        if rc.as_ref().err().and_then(io::Error::raw_os_error) != Some(libc::ENOSYS) {
             return;
         }
         NO_WAITV.store(true, Relaxed);
@@ -309,51 +331,19 @@ pub(crate) enum Waited {
 /// every address mapped for the call.
 #[cfg(feature = "async")]
 pub(crate) fn futex_waitv_addrs(words: &[Watched], timeout: Option<Duration>) -> Waited {
-    #[repr(C)]
-    struct FutexWaitv {
-        val: u64,
-        uaddr: u64,
-        flags: u32,
-        reserved: u32,
-    }
-    const FUTEX2_SIZE_U32: u32 = 2;
-    const FUTEX2_PRIVATE: u32 = 128;
     const FUTEX_WAITV_MAX: usize = 128;
     if words.is_empty() || words.len() > FUTEX_WAITV_MAX {
         return Waited::Unsupported;
     }
-    let waiters: Vec<FutexWaitv> = words
-        .iter()
-        .map(|w| FutexWaitv {
-            val: u64::from(w.expected),
-            uaddr: w.addr as u64,
-            flags: FUTEX2_SIZE_U32 | if w.private { FUTEX2_PRIVATE } else { 0 },
-            reserved: 0,
-        })
-        .collect();
-    let abs = timeout.map(monotonic_after);
-    let abs_ptr = abs.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `waiters` holds `words.len()` (1..=128) futex_waitv entries and lives across the call;
-    // `abs_ptr` is null or points at a timespec that outlives it. The kernel reads the watched words itself,
-    // with fault handling (an address that is not mapped gives EFAULT).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_futex_waitv,
-            waiters.as_ptr(),
-            waiters.len() as u32,
-            0u32,
-            abs_ptr,
-            libc::CLOCK_MONOTONIC,
-        )
-    };
-    if rc >= 0 {
-        return Waited::Woken(rc as usize);
-    }
-    match io::Error::last_os_error().raw_os_error() {
-        Some(libc::ETIMEDOUT) => Waited::TimedOut,
-        Some(libc::EFAULT) => Waited::Fault,
-        Some(libc::ENOSYS) | Some(libc::EINVAL) => Waited::Unsupported,
-        _ => Waited::LookAgain,
+    let waiters: Vec<FutexWaitv> = words.iter().map(|w| FutexWaitv::new(w.addr, w.expected, w.private)).collect();
+    match futex_waitv(&waiters, timeout) {
+        Ok(i) => Waited::Woken(i),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ETIMEDOUT) => Waited::TimedOut,
+            Some(libc::EFAULT) => Waited::Fault,
+            Some(libc::ENOSYS) | Some(libc::EINVAL) => Waited::Unsupported,
+            _ => Waited::LookAgain,
+        },
     }
 }
 
