@@ -47,7 +47,9 @@ fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (plan, runs) = parse(&args)?;
     if args.first().map(String::as_str) == Some("echo") {
-        return echo(&args[1], &plan);
+        let name =
+            args.get(1).ok_or("echo: the deques' name is missing (this mode is started by the program itself)")?;
+        return echo(name, &plan);
     }
     println!(
         "{} B, {} {}, {} warm-up + {} timed round trips, {} streamed one per call, {runs} runs",
